@@ -1,0 +1,95 @@
+"""The interface every store backend implements.
+
+The Store facade (``omnicron_core.Store``) adds the cache and the original's method names; the
+Scheduler drives the fire path through :meth:`StoreBackend.claim_due` and
+:meth:`StoreBackend.update_many`, so a shared backend (PostgreSQL) can make claiming atomic
+across scheduler processes (``SELECT ... FOR UPDATE SKIP LOCKED`` and a lease), while an
+embedded backend does it in one local transaction.
+
+Ownership rule: a backend never keeps a reference to a Job it was given and never hands out
+one it keeps; every Job it returns is the caller's to mutate.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from ._models import Job, JobStatus
+
+__all__ = ["JobPatch", "StoreBackend"]
+
+#: Applied to the current stored job inside the backend's transaction; returns the job to
+#: write back, or ``None`` to leave it untouched.
+JobPatch = Callable[[Job], Job | None]
+
+
+class StoreBackend(abc.ABC):
+    """A place where jobs live. All methods are async; implementations must be safe to call
+    from one event loop (the Scheduler never calls a backend from two threads)."""
+
+    #: True when several scheduler processes may share this backend (claims then use leases,
+    #: and recovery only takes back expired leases).
+    shared: bool = False
+
+    async def open(self) -> None:  # noqa: B027 - optional
+        """Connect, create or migrate the schema. Called once before use."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections and files."""
+
+    @abc.abstractmethod
+    async def save(self, job: Job) -> None:
+        """Insert or replace one job. Durable when it returns."""
+
+    async def save_many(self, jobs: Sequence[Job]) -> None:
+        """Insert or replace many jobs, all or nothing where the backend can."""
+        for job in jobs:
+            await self.save(job)
+
+    @abc.abstractmethod
+    async def get(self, job_id: str) -> Job | None:
+        """The job, or ``None``."""
+
+    @abc.abstractmethod
+    async def delete(self, job_id: str) -> bool:
+        """Remove a job; False if there was none."""
+
+    @abc.abstractmethod
+    async def list(self, status: JobStatus | None = None) -> list[Job]:
+        """Jobs ordered by id, optionally only those with ``status``."""
+
+    @abc.abstractmethod
+    async def count(self, status: JobStatus | None = None) -> int:
+        """How many jobs (with ``status``, if given)."""
+
+    @abc.abstractmethod
+    async def next_due_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` among enabled jobs, or ``None``."""
+
+    @abc.abstractmethod
+    async def claim_due(
+        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+    ) -> list[Job]:
+        """Atomically take up to ``limit`` enabled jobs whose ``next_run_at <= now``, earliest
+        first: apply ``mark`` to each (it sets ``status=running`` and the next fire time),
+        write the results back, and return them. A job claimed here is not returned again
+        until it is written back ``enabled``. ``owner`` identifies the claiming scheduler on a
+        shared backend."""
+
+    @abc.abstractmethod
+    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> list[Job]:
+        """Apply ``patch`` to the current stored version of each job, atomically per job, and
+        write back those it returns; returns the written jobs. Unknown ids are skipped."""
+
+    @abc.abstractmethod
+    async def unscheduled(self, limit: int) -> list[Job]:
+        """Up to ``limit`` enabled jobs with no ``next_run_at`` (saved by something other than
+        the Scheduler), so the Scheduler can compute their fire times at start."""
+
+    async def recover_running(self, *, owner: str = "") -> list[str]:
+        """Ids of jobs left ``running`` by a scheduler that died (every running job on an
+        embedded backend; only expired leases on a shared one)."""
+        return [job.id for job in await self.list(JobStatus.RUNNING)]

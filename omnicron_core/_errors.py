@@ -1,0 +1,57 @@
+"""Exceptions raised by omnicron, with the Go original's messages where it had one."""
+
+from __future__ import annotations
+
+__all__ = [
+    "JobNotFoundError",
+    "JobValidationError",
+    "OmnicronError",
+    "PluginError",
+    "SchedulerAlreadyRunningError",
+    "StoreError",
+]
+
+
+class OmnicronError(Exception):
+    """Base class of omnicron's own errors."""
+
+
+class JobNotFoundError(OmnicronError, LookupError):
+    """The job id is not in the store (the original's ``ErrJobNotFound``)."""
+
+    def __init__(self, job_id: str | None = None) -> None:
+        super().__init__("job not found")
+        self.job_id = job_id
+
+
+class JobValidationError(OmnicronError, ValueError):
+    """A job (or part of one) is not acceptable; ``field`` names where, when known.
+
+    ``str()`` is the message alone, as the original printed it (``"job name is required"``);
+    ``field`` carries the location (``"schedule.cron"``) for callers that report paths.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def with_prefix(self, prefix: str) -> JobValidationError:
+        """The same error located under ``prefix`` (``jobs[2]`` + ``schedule.cron``)."""
+        if not prefix:
+            return self
+        field = f"{prefix}.{self.field}" if self.field else prefix
+        return JobValidationError(self.message, field=field)
+
+
+class SchedulerAlreadyRunningError(OmnicronError, RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("scheduler already running")
+
+
+class StoreError(OmnicronError):
+    """A store backend failed or was misconfigured."""
+
+
+class PluginError(OmnicronError):
+    """A plugin failed to load or registered something invalid."""
