@@ -2,6 +2,7 @@
 
 from ._duration import Duration, format_go_duration, parse_go_duration
 from ._errors import (
+    ConfigError,
     JobNotFoundError,
     JobValidationError,
     OmnicronError,
@@ -36,6 +37,7 @@ from .hookspecs import hookimpl
 
 __all__ = [
     "Action",
+    "ConfigError",
     "ActionExecutor",
     "ActionType",
     "Duration",

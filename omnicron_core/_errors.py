@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "JobNotFoundError",
     "JobValidationError",
     "OmnicronError",
@@ -55,3 +56,13 @@ class StoreError(OmnicronError):
 
 class PluginError(OmnicronError):
     """A plugin failed to load or registered something invalid."""
+
+
+class ConfigError(OmnicronError, ValueError):
+    """A configuration value is not acceptable; ``field`` is its dotted path
+    (``plugins.webhook.timeout``)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.message = message
+        self.field = field
