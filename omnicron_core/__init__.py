@@ -1,5 +1,6 @@
 """omnicron: a job scheduler for agent platforms."""
 
+from ._backend import JobPatch, StoreBackend
 from ._duration import Duration, format_go_duration, parse_go_duration
 from ._errors import (
     ConfigError,
@@ -33,17 +34,23 @@ from ._plugins import (
     StoreBackendSpec,
     get_plugin_manager,
 )
+from ._schedule import next_fire_times
+from ._scheduler import ExecutionHandler, Scheduler, SchedulerConfig
+from ._store import DEFAULT_STORE_URL, Store, StoreConfig
 from .hookspecs import hookimpl
 
 __all__ = [
+    "DEFAULT_STORE_URL",
     "Action",
-    "ConfigError",
     "ActionExecutor",
     "ActionType",
+    "ConfigError",
     "Duration",
+    "ExecutionHandler",
     "ExecutionResult",
     "Job",
     "JobNotFoundError",
+    "JobPatch",
     "JobStatus",
     "JobValidationError",
     "OmnicronError",
@@ -52,8 +59,13 @@ __all__ = [
     "Registry",
     "RunInfo",
     "Schedule",
+    "Scheduler",
     "SchedulerAlreadyRunningError",
+    "SchedulerConfig",
+    "Store",
+    "StoreBackend",
     "StoreBackendSpec",
+    "StoreConfig",
     "StoreError",
     "decode_job",
     "decode_jobs",
@@ -65,5 +77,6 @@ __all__ = [
     "job_from_builtins",
     "job_to_builtins",
     "new_job",
+    "next_fire_times",
     "parse_go_duration",
 ]

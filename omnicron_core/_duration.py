@@ -43,7 +43,9 @@ def parse_go_duration(text: str, *, allow_days: bool = False) -> int:
         raise ValueError(f"invalid duration {orig!r}: expected a string such as '1h30m'")
     s = text.strip()
     if s == "":
-        raise ValueError("invalid duration '': expected a number with a unit such as '90s' or '1h30m'")
+        raise ValueError(
+            "invalid duration '': expected a number with a unit such as '90s' or '1h30m'"
+        )
     sign = 1
     if s[0] in "+-":
         sign = -1 if s[0] == "-" else 1
@@ -62,7 +64,9 @@ def parse_go_duration(text: str, *, allow_days: bool = False) -> int:
             )
         whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
         if unit not in units:
-            raise ValueError(f"invalid duration {orig!r}: unknown unit {unit!r}; allowed: {allowed}")
+            raise ValueError(
+                f"invalid duration {orig!r}: unknown unit {unit!r}; allowed: {allowed}"
+            )
         scale = units[unit]
         value = int(whole or "0") * scale
         if frac:

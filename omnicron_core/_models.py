@@ -228,8 +228,11 @@ def job_to_builtins(job: Job) -> dict[str, Any]:
     if "schedule" not in raw:
         out["schedule"] = {}
     # Go's omitempty drops empty maps as well as nil ones.
-    for holder, key in ((out, "metadata"), (out.get("action", {}), "webhook_headers"),
-                        (out.get("action", {}), "tool_params")):
+    for holder, key in (
+        (out, "metadata"),
+        (out.get("action", {}), "webhook_headers"),
+        (out.get("action", {}), "tool_params"),
+    ):
         if key in holder and not holder[key]:
             del holder[key]
     return out

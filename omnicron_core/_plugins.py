@@ -181,7 +181,10 @@ def _load_entrypoints(pm: OmnicronPluginManager, *, strict: bool) -> None:
                     ) from exc
                 pm.load_failures.append(failure)
                 _log.warning(
-                    "plugin.load_failed", plugin=ep.name, distribution=dist_name, error=failure.error
+                    "plugin.load_failed",
+                    plugin=ep.name,
+                    distribution=dist_name,
+                    error=failure.error,
                 )
 
 
@@ -215,7 +218,9 @@ class Registry:
                 for executor in produced:
                     kind = executor.action_type
                     if not kind:
-                        raise PluginError(f"plugin {impl.plugin_name!r} gave an executor with no action_type")
+                        raise PluginError(
+                            f"plugin {impl.plugin_name!r} gave an executor with no action_type"
+                        )
                     if kind in found:
                         raise PluginError(
                             f"action type {kind!r} is provided by both {owners[kind]!r} "
@@ -266,7 +271,11 @@ class Registry:
         try:
             executor.validate(action)
         except JobValidationError as exc:
-            msg = exc.message if exc.message.startswith("invalid action: ") else f"invalid action: {exc.message}"
+            msg = (
+                exc.message
+                if exc.message.startswith("invalid action: ")
+                else f"invalid action: {exc.message}"
+            )
             raise JobValidationError(msg, field=exc.field or "action") from None
         except (ValueError, TypeError) as exc:
             raise JobValidationError(f"invalid action: {exc}", field="action") from None
@@ -277,4 +286,6 @@ class Registry:
                 try:
                     await executor.aclose()
                 except Exception as exc:  # closing must reach every executor
-                    _log.warning("executor.close_failed", action_type=executor.action_type, error=str(exc))
+                    _log.warning(
+                        "executor.close_failed", action_type=executor.action_type, error=str(exc)
+                    )

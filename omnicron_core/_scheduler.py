@@ -1,0 +1,541 @@
+"""The Scheduler: timers instead of polling, claims through the store, bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+import structlog
+
+from ._errors import JobNotFoundError, JobValidationError, SchedulerAlreadyRunningError
+from ._models import ExecutionResult, Job, JobStatus, utcnow
+from ._plugins import Registry, RunInfo
+from ._schedule import first_fire, next_fire_after, resolve_zone
+from ._store import Store, StoreConfig
+from ._validation import validate_job
+
+__all__ = ["ExecutionHandler", "Scheduler", "SchedulerConfig"]
+
+#: A host's own runner for every job (the original's ``ExecutionHandler``); sync or async.
+ExecutionHandler = Callable[[Job], "ExecutionResult | Awaitable[ExecutionResult]"]
+
+_log = structlog.get_logger("omnicron")
+_MAX_SLEEP = 60.0  # re-check the clock at least this often (wall-clock jumps, suspend)
+_NS_PER_US = 1000
+
+
+@dataclass
+class SchedulerConfig:
+    """How a :class:`Scheduler` runs.
+
+    - ``store``: where jobs live (default: an in-memory store).
+    - ``handler``: run every job with this instead of the executor plugins.
+    - ``location``: zone for cron expressions without their own (default: the machine's).
+    - ``registry``: executors and backends (default: from the installed plugins).
+    - ``max_concurrency``: runs in flight at once; due jobs beyond it wait their turn.
+    - ``claim_batch``: most jobs taken from the store per claim.
+    - ``shutdown_grace``: seconds ``stop()`` waits for runs in flight before cancelling them.
+    - ``misfire_grace``: a fire later than this is skipped (recorded, not run); ``None`` runs
+      every late fire once (coalesced).
+    """
+
+    store: Store | None = None
+    handler: ExecutionHandler | None = None
+    location: tzinfo | str | None = None
+    registry: Registry | None = None
+    max_concurrency: int = 512
+    claim_batch: int = 1000
+    shutdown_grace: float = 30.0
+    misfire_grace: timedelta | None = None
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+class Scheduler:
+    """Runs jobs at their fire times. Methods are coroutines, as the original's took a context."""
+
+    def __init__(self, config: SchedulerConfig | None = None) -> None:
+        cfg = config or SchedulerConfig()
+        if cfg.max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        self.config = cfg
+        self.location: tzinfo = resolve_zone(cfg.location, field="location")
+        self.registry = cfg.registry or Registry(location=self.location)
+        self.store = cfg.store or Store(StoreConfig(url="memory://"), registry=self.registry)
+        self._handler: ExecutionHandler | None = cfg.handler
+        self._running = False
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._runs: set[asyncio.Task[None]] = set()
+        self._pending: list[tuple[Job, ExecutionResult, datetime]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+
+    # -- configuration ------------------------------------------------------------------
+
+    @property
+    def handler(self) -> ExecutionHandler | None:
+        return self._handler
+
+    def set_handler(self, handler: ExecutionHandler | None) -> None:
+        """Replace the handler; takes effect for the next run, before or after ``start``."""
+        self._handler = handler
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def validate(self, job: Job) -> None:
+        """Raise :class:`JobValidationError` unless ``job`` could be added as it is."""
+        validate_job(
+            job, self.registry, self.location, handler_runs_actions=self._handler is not None
+        )
+
+    # -- time ---------------------------------------------------------------------------
+
+    def _next_after(self, job: Job, after: datetime) -> datetime | None:
+        nxt = next_fire_after(
+            job.schedule, after, location=self.location, anchor=job.created_at or after
+        )
+        return nxt.astimezone(UTC) if nxt is not None else None
+
+    def _schedule(self, job: Job, now: datetime) -> None:
+        """Set ``next_run_at`` for the job's status: the real next fire time, or none."""
+        job.next_run_at = (
+            first_fire(job, now, self.location) if job.status == JobStatus.ENABLED else None
+        )
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        caller = getattr(self.registry.plugin_manager.hook, hook)
+        try:
+            caller(**kwargs)
+        except Exception as exc:  # a notification must never break the scheduler
+            _log.warning("hook.failed", hook=hook, error=f"{type(exc).__name__}: {exc}")
+
+    def _changed(self, job: Job, change: str) -> None:
+        _log.info(
+            f"job.{change}",
+            job_id=job.id,
+            action_type=job.action.type,
+            next_run_at=job.next_run_at.isoformat() if job.next_run_at else None,
+        )
+        self._notify("omnicron_job_changed", job=job, change=change)
+
+    # -- job management -----------------------------------------------------------------
+
+    def _prepare_new(self, job: Job, now: datetime) -> Job:
+        job = job.copy()
+        job.created_at = job.created_at or now
+        job.updated_at = job.updated_at or now
+        if job.status == JobStatus.RUNNING:
+            job.status = JobStatus.ENABLED
+        self.validate(job)
+        self._schedule(job, now)
+        return job
+
+    async def add_job(self, job: Job) -> Job:
+        """Validate and save a job, and schedule it. Returns the saved copy (with
+        ``next_run_at``). Nothing is saved when validation fails. An existing id is replaced,
+        as in the original."""
+        saved = self._prepare_new(job, utcnow())
+        await self.store.save(saved)
+        self._copy_state(saved, job)
+        self._poke()
+        self._changed(saved, "added")
+        return saved
+
+    async def add_jobs(self, jobs: Sequence[Job]) -> list[Job]:
+        """Add many jobs in one transaction: all are validated first, and either all are saved
+        or none. :class:`JobValidationError` names the index of the first bad job."""
+        now = utcnow()
+        prepared: list[Job] = []
+        for index, job in enumerate(jobs):
+            try:
+                prepared.append(self._prepare_new(job, now))
+            except JobValidationError as exc:
+                raise exc.with_prefix(f"[{index}]") from None
+        await self.store.save_many(prepared)
+        self._poke()
+        for job in prepared:
+            self._changed(job, "added")
+        return prepared
+
+    @staticmethod
+    def _copy_state(src: Job, dst: Job) -> None:
+        """Give the caller's object what the save decided (the original mutated it in place)."""
+        for name in ("created_at", "updated_at", "next_run_at", "status"):
+            setattr(dst, name, getattr(src, name))
+
+    async def update_job(self, job: Job) -> Job:
+        """Replace a job's definition, keeping its run state. A job whose schedule is
+        unchanged keeps its next fire time. :class:`JobNotFoundError` for an unknown id."""
+        now = utcnow()
+        candidate = job.copy()
+        candidate.updated_at = now
+        if candidate.status == JobStatus.RUNNING:
+            candidate.status = JobStatus.ENABLED
+        self.validate(candidate)
+
+        def patch(cur: Job) -> Job:
+            new = candidate.copy()
+            new.created_at = cur.created_at or now
+            new.run_count, new.last_run_at, new.last_error = (
+                cur.run_count,
+                cur.last_run_at,
+                cur.last_error,
+            )
+            if cur.status == JobStatus.RUNNING and new.status == JobStatus.ENABLED:
+                new.status = JobStatus.RUNNING  # the run in flight will finish it
+            if new.status == JobStatus.DISABLED:
+                new.next_run_at = None
+            elif new.schedule == cur.schedule and cur.next_run_at is not None:
+                new.next_run_at = cur.next_run_at
+            else:
+                new.next_run_at = first_fire(new, now, self.location)
+            return new
+
+        saved = await self.store.update(candidate.id, patch)
+        if saved is None:
+            raise JobNotFoundError(job.id)
+        self._copy_state(saved, job)
+        self._poke()
+        self._changed(saved, "updated")
+        return saved
+
+    async def remove_job(self, job_id: str) -> None:
+        """Delete a job; an unknown id is not an error. A run in flight finishes, unrecorded."""
+        try:
+            job: Job | None = await self.store.get(job_id)
+        except JobNotFoundError:
+            job = None
+        await self.store.delete(job_id)
+        if job is not None:
+            self._poke()
+            self._changed(job, "removed")
+
+    async def enable_job(self, job_id: str) -> Job:
+        """Enable a job and compute its next fire time (no-op if enabled or running)."""
+        now = utcnow()
+
+        def patch(cur: Job) -> Job | None:
+            if cur.status != JobStatus.DISABLED:
+                return None
+            cur.status = JobStatus.ENABLED
+            cur.updated_at = now
+            cur.next_run_at = first_fire(cur, now, self.location)
+            return cur
+
+        saved = await self.store.update(job_id, patch)
+        if saved is None:
+            return await self.store.get(job_id)  # JobNotFoundError, or already enabled
+        self._poke()
+        self._changed(saved, "enabled")
+        return saved
+
+    async def disable_job(self, job_id: str) -> Job:
+        """Disable a job and clear its next fire time (a run in flight finishes)."""
+        now = utcnow()
+
+        def patch(cur: Job) -> Job | None:
+            if cur.status == JobStatus.DISABLED:
+                return None
+            cur.status = JobStatus.DISABLED
+            cur.updated_at = now
+            cur.next_run_at = None
+            return cur
+
+        saved = await self.store.update(job_id, patch)
+        if saved is None:
+            return await self.store.get(job_id)
+        self._poke()
+        self._changed(saved, "disabled")
+        return saved
+
+    async def get_job(self, job_id: str) -> Job:
+        return await self.store.get(job_id)
+
+    async def list_jobs(self) -> list[Job]:
+        return await self.store.list()
+
+    async def trigger_job(self, job_id: str) -> ExecutionResult:
+        """Run a job now and wait for it, whatever its status, started or not. Records
+        ``last_run_at``, ``run_count`` and ``last_error``; leaves status and ``next_run_at``."""
+        job = await self.store.get(job_id)
+        result = await self._execute(job, RunInfo(run_id=str(uuid.uuid4()), manual=True))
+
+        def patch(cur: Job) -> Job:
+            self._apply_result(cur, result)
+            return cur
+
+        saved = await self.store.update(job_id, patch)
+        self._ran(saved or job, result)
+        return result
+
+    # -- running ------------------------------------------------------------------------
+
+    async def _execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+        started = utcnow()
+        try:
+            handler = self._handler
+            if handler is not None:
+                outcome = handler(job)
+                result = await outcome if inspect.isawaitable(outcome) else outcome
+                if not isinstance(result, ExecutionResult):
+                    raise TypeError(
+                        f"handler returned {type(result).__name__}, not ExecutionResult"
+                    )
+            else:
+                executor = self.registry.executors.get(job.action.type)
+                if executor is None:
+                    result = ExecutionResult.failed(f"unknown action type: {job.action.type}")
+                else:
+                    self.registry.validate_action(job.action)
+                    result = await executor.execute(job, run)
+        except asyncio.CancelledError:
+            result = ExecutionResult.failed("run cancelled: the scheduler stopped")
+        except JobValidationError as exc:
+            result = ExecutionResult.failed(exc.message)
+        except Exception as exc:
+            result = ExecutionResult.failed(
+                f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+            )
+        finished = utcnow()
+        result.started_at = started
+        result.finished_at = finished
+        result.duration = (finished - started) // timedelta(microseconds=1) * _NS_PER_US
+        if run.scheduled_at is not None:
+            result.scheduled_at = run.scheduled_at
+            result.lateness = (
+                max(0, (started - run.scheduled_at) // timedelta(microseconds=1)) * _NS_PER_US
+            )
+        return result
+
+    @staticmethod
+    def _apply_result(job: Job, result: ExecutionResult) -> None:
+        job.last_run_at = result.finished_at
+        job.run_count += 1
+        job.last_error = "" if result.success else (result.error or "failed")
+
+    def _ran(self, job: Job, result: ExecutionResult) -> None:
+        _log.info(
+            "job.run",
+            job_id=job.id,
+            action_type=job.action.type,
+            scheduled_at=result.scheduled_at.isoformat() if result.scheduled_at else None,
+            lateness_ms=None if result.lateness is None else result.lateness / 1e6,
+            duration_ms=result.duration / 1e6,
+            outcome="success" if result.success else "failure",
+            error=result.error or None,
+        )
+        self._notify("omnicron_job_ran", job=job, result=result)
+
+    async def _run_claimed(self, job: Job, scheduled_at: datetime) -> None:
+        try:
+            if (
+                self.config.misfire_grace is not None
+                and utcnow() - scheduled_at > self.config.misfire_grace
+            ):
+                result = ExecutionResult.failed(
+                    f"missed: started more than {self.config.misfire_grace} after its fire time"
+                )
+                result.scheduled_at = scheduled_at
+                missed = True
+            else:
+                run = RunInfo(
+                    run_id=f"{job.id}@{scheduled_at.isoformat()}", scheduled_at=scheduled_at
+                )
+                result = await self._execute(job, run)
+                missed = False
+            self._pending.append((job, result, scheduled_at))
+            if missed:
+                _log.warning("job.missed", job_id=job.id, scheduled_at=scheduled_at.isoformat())
+        finally:
+            if self._flush_task is None or self._flush_task.done():
+                self._flush_task = asyncio.ensure_future(self._flush())
+
+    def _finish_patch(
+        self, results: dict[str, ExecutionResult], now: datetime
+    ) -> Callable[[Job], Job]:
+        def patch(cur: Job) -> Job:
+            result = results[cur.id]
+            if result.started_at is not None:
+                self._apply_result(cur, result)
+            else:
+                cur.last_error = result.error
+            if cur.status == JobStatus.RUNNING:
+                cur.status = JobStatus.ENABLED if cur.is_recurring() else JobStatus.DISABLED
+            if cur.status != JobStatus.ENABLED or not cur.is_recurring():
+                cur.next_run_at = None if cur.status != JobStatus.ENABLED else cur.next_run_at
+            elif cur.next_run_at is None or cur.next_run_at <= now:
+                # ticks that fell inside the run are skipped, not queued
+                cur.next_run_at = self._next_after(cur, now)
+            return cur
+
+        return patch
+
+    async def _flush(self) -> None:
+        """Write back the run state of finished runs, many per transaction."""
+        await asyncio.sleep(0)
+        while self._pending:
+            batch, self._pending = self._pending, []
+            results = {job.id: result for job, result, _ in batch}
+            saved = await self.store.update_many(
+                list(results), self._finish_patch(results, utcnow())
+            )
+            by_id = {j.id: j for j in saved}
+            for job, result, _ in batch:
+                self._ran(by_id.get(job.id, job), result)
+            self._poke()
+
+    def _spawn(self, job: Job, scheduled_at: datetime) -> None:
+        task = asyncio.ensure_future(self._run_claimed(job, scheduled_at))
+        self._runs.add(task)
+        task.add_done_callback(self._run_done)
+
+    def _run_done(self, task: asyncio.Task[None]) -> None:
+        self._runs.discard(task)
+        if len(self._runs) == self.config.max_concurrency - 1:
+            self._poke()
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        claim_batch = self.config.claim_batch
+        while not self._stopping:
+            wake.clear()
+            free = self.config.max_concurrency - len(self._runs)
+            if free > 0:
+                now = utcnow()
+                scheduled: dict[str, datetime] = {}
+
+                def mark(
+                    job: Job, now: datetime = now, scheduled: dict[str, datetime] = scheduled
+                ) -> Job:
+                    scheduled[job.id] = job.next_run_at or now
+                    job.status = JobStatus.RUNNING
+                    job.next_run_at = self._next_after(job, now) if job.is_recurring() else None
+                    return job
+
+                limit = min(free, claim_batch)
+                try:
+                    claimed = await self.store.claim_due(now, limit, mark, owner=self.config.owner)
+                except Exception as exc:  # a store hiccup must not kill the loop
+                    _log.error("store.claim_failed", error=f"{type(exc).__name__}: {exc}")
+                    claimed = []
+                    await asyncio.sleep(1.0)
+                for job in claimed:
+                    self._spawn(job, scheduled[job.id])
+                if len(claimed) == limit:
+                    await asyncio.sleep(0)
+                    continue
+                next_at = await self.store.next_due_at()
+                delay = _MAX_SLEEP if next_at is None else (next_at - utcnow()).total_seconds()
+            else:
+                delay = _MAX_SLEEP  # woken when a slot frees
+            if delay <= 0:
+                await asyncio.sleep(0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), min(delay, _MAX_SLEEP))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the store, recover jobs left ``running`` by a crash, compute missing fire
+        times, and start firing. Overdue recurring jobs run once (coalesced)."""
+        if self._running:
+            raise SchedulerAlreadyRunningError()
+        self._running = True
+        self._stopping = False
+        try:
+            await self.store.open()
+            await self._recover()
+        except BaseException:
+            self._running = False
+            raise
+        self._wake = asyncio.Event()
+        self._loop_task = asyncio.ensure_future(self._loop())
+        _log.info("scheduler.started", location=str(self.location))
+
+    async def _recover(self) -> None:
+        now = utcnow()
+        stuck = await self.store.recover_running(owner=self.config.owner)
+        if stuck:
+
+            def unstick(cur: Job) -> Job | None:
+                if cur.status != JobStatus.RUNNING:
+                    return None
+                cur.status = JobStatus.ENABLED if cur.is_recurring() else JobStatus.DISABLED
+                cur.last_error = "interrupted: the scheduler stopped during the run"
+                cur.next_run_at = (
+                    first_fire(cur, now, self.location) if cur.is_recurring() else None
+                )
+                return cur
+
+            await self.store.update_many(stuck, unstick)
+            _log.warning("scheduler.recovered_running", count=len(stuck))
+        seen: set[str] = set()
+        while True:
+            page = [j for j in await self.store.unscheduled(1000) if j.id not in seen]
+            if not page:
+                break
+            seen.update(j.id for j in page)
+            await self.store.update_many([j.id for j in page], self._schedule_or_park(now))
+
+    def _schedule_or_park(self, now: datetime) -> Callable[[Job], Job | None]:
+        def patch(cur: Job) -> Job | None:
+            if cur.status != JobStatus.ENABLED or cur.next_run_at is not None:
+                return None
+            try:
+                self.validate(cur)
+                cur.next_run_at = first_fire(cur, now, self.location)
+            except JobValidationError as exc:
+                # a stored job we cannot run (written by something else): park it, say why
+                cur.status = JobStatus.DISABLED
+                cur.last_error = f"cannot schedule: {exc.message}"
+                _log.error("job.unschedulable", job_id=cur.id, error=exc.message)
+            return cur
+
+        return patch
+
+    async def stop(self) -> None:
+        """Stop firing; wait up to ``shutdown_grace`` for runs in flight (then cancel them),
+        save their state. The scheduler can be started again."""
+        if not self._running:
+            return
+        self._stopping = True
+        self._poke()
+        if self._loop_task is not None:
+            await self._loop_task
+            self._loop_task = None
+        if self._runs:
+            _, pending = await asyncio.wait(set(self._runs), timeout=self.config.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._flush_task is not None:
+            await self._flush_task
+        if self._pending:
+            await self._flush()
+        await self.registry.aclose()
+        self._running = False
+        self._wake = None
+        _log.info("scheduler.stopped")
+
+    async def __aenter__(self) -> Scheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,177 @@
+"""The Store facade: the original's method names over a backend chosen by URL scheme."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ._backend import JobPatch, StoreBackend
+from ._errors import JobNotFoundError, StoreError
+from ._models import Job, JobStatus, decode_job, fast_encode
+from ._plugins import Registry
+
+__all__ = ["DEFAULT_STORE_URL", "Store", "StoreConfig"]
+
+DEFAULT_STORE_URL = "sqlite:///omnicron.db"
+
+
+class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Which backend to use (by URL scheme) and how big the read cache may grow."""
+
+    url: str = DEFAULT_STORE_URL
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+    cache_size: int = 10_000
+
+
+class Store:
+    """Jobs by id, with a write-through read cache.
+
+    The cache holds encoded jobs, so every ``get`` returns a fresh object: a caller's later
+    mutation can never reach the cache or another caller (the original handed out shared
+    pointers). As in the original, the cache answers ``get`` for a job deleted behind its back
+    until :meth:`clear_cache`.
+    """
+
+    def __init__(
+        self,
+        config: StoreConfig | None = None,
+        *,
+        backend: StoreBackend | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.config = config or StoreConfig()
+        self._registry = registry
+        self._backend = backend
+        self._opened = False
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Store:
+        return cls(StoreConfig(url=url, options=options))
+
+    @property
+    def backend(self) -> StoreBackend:
+        if self._backend is None:
+            self._backend = self._make_backend()
+        return self._backend
+
+    def _make_backend(self) -> StoreBackend:
+        url = self.config.url
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        registry = self._registry or Registry()
+        specs = registry.backends
+        spec = specs.get(scheme)
+        if spec is None:
+            known = ", ".join(f"{s}://" for s in sorted(specs))
+            raise StoreError(f"no store backend for URL {url!r}; installed schemes: {known}")
+        return spec.factory(url, self.config.options)
+
+    async def open(self) -> None:
+        if not self._opened:
+            await self.backend.open()
+            self._opened = True
+
+    async def _b(self) -> StoreBackend:
+        if not self._opened:
+            await self.open()
+        return self.backend
+
+    # -- cache --------------------------------------------------------------------------
+
+    def _remember(self, job_id: str, data: bytes) -> None:
+        cache = self._cache
+        cache[job_id] = data
+        cache.move_to_end(job_id)
+        if len(cache) > self.config.cache_size:
+            cache.popitem(last=False)
+
+    def _forget(self, job_ids: Sequence[str]) -> None:
+        for job_id in job_ids:
+            self._cache.pop(job_id, None)
+
+    def clear_cache(self) -> None:
+        """Drop every cached job; the backend is untouched."""
+        self._cache.clear()
+
+    # -- the original's methods ---------------------------------------------------------
+
+    async def save(self, job: Job) -> None:
+        """Insert or replace a job (no validation: the Scheduler validates). Durable on return."""
+        backend = await self._b()
+        await backend.save(job)
+        self._remember(job.id, fast_encode(job))
+
+    async def save_many(self, jobs: Sequence[Job]) -> None:
+        backend = await self._b()
+        await backend.save_many(jobs)
+        self._forget([j.id for j in jobs])
+
+    async def get(self, job_id: str) -> Job:
+        """The job, as a fresh object; :class:`JobNotFoundError` if there is none."""
+        data = self._cache.get(job_id)
+        if data is not None:
+            return decode_job(data)
+        backend = await self._b()
+        job = await backend.get(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        self._remember(job_id, fast_encode(job))
+        return job
+
+    async def delete(self, job_id: str) -> None:
+        """Remove a job; an unknown id is not an error."""
+        backend = await self._b()
+        await backend.delete(job_id)
+        self._cache.pop(job_id, None)
+
+    async def list(self) -> list[Job]:
+        """Every job, ordered by id."""
+        return await (await self._b()).list()
+
+    async def list_by_status(self, status: JobStatus | str) -> list[Job]:
+        return await (await self._b()).list(JobStatus(status))
+
+    async def list_enabled(self) -> list[Job]:
+        return await self.list_by_status(JobStatus.ENABLED)
+
+    async def count(self, status: JobStatus | str | None = None) -> int:
+        return await (await self._b()).count(None if status is None else JobStatus(status))
+
+    async def close(self) -> None:
+        if self._backend is not None and self._opened:
+            await self._backend.close()
+        self._opened = False
+        self._cache.clear()
+
+    # -- the Scheduler's path -----------------------------------------------------------
+
+    async def claim_due(
+        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+    ) -> list[Job]:
+        jobs = await (await self._b()).claim_due(now, limit, mark, owner=owner)
+        if self._cache:
+            self._forget([j.id for j in jobs])
+        return jobs
+
+    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> list[Job]:
+        jobs = await (await self._b()).update_many(job_ids, patch)
+        if self._cache:
+            self._forget(job_ids)
+        return jobs
+
+    async def update(self, job_id: str, patch: JobPatch) -> Job | None:
+        done = await self.update_many([job_id], patch)
+        return done[0] if done else None
+
+    async def next_due_at(self) -> datetime | None:
+        return await (await self._b()).next_due_at()
+
+    async def unscheduled(self, limit: int) -> list[Job]:
+        return await (await self._b()).unscheduled(limit)
+
+    async def recover_running(self, *, owner: str = "") -> list[str]:
+        return await (await self._b()).recover_running(owner=owner)

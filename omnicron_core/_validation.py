@@ -1,0 +1,80 @@
+"""Validation of whole jobs: the original's messages, in the original's order."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+
+from ._errors import JobValidationError
+from ._models import Action, Job
+from ._plugins import Registry
+from ._schedule import validate_schedule
+
+__all__ = ["validate_action_minimal", "validate_job"]
+
+_MAX_ID = 256
+_MAX_NAME = 1024
+
+
+def validate_action_minimal(action: Action) -> None:
+    """The original's ``Action.Validate``: required fields of its three types.
+
+    Used when a host-supplied handler runs jobs and no executor plugin owns the type.
+    """
+    kind = action.type
+    if kind == "send_message":
+        if not action.session_id:
+            raise JobValidationError(
+                "invalid action: session_id is required for send_message action",
+                field="action.session_id",
+            )
+        if not action.message:
+            raise JobValidationError(
+                "invalid action: message is required for send_message action",
+                field="action.message",
+            )
+    elif kind == "call_webhook":
+        if not action.webhook_url:
+            raise JobValidationError(
+                "invalid action: webhook_url is required for call_webhook action",
+                field="action.webhook_url",
+            )
+    elif kind == "call_tool":
+        if not action.tool_name:
+            raise JobValidationError(
+                "invalid action: tool_name is required for call_tool action",
+                field="action.tool_name",
+            )
+    else:
+        raise JobValidationError(
+            f"invalid action: invalid action type: {kind}", field="action.type"
+        )
+
+
+def validate_job(
+    job: Job,
+    registry: Registry | None,
+    location: tzinfo | None,
+    *,
+    handler_runs_actions: bool = False,
+) -> None:
+    """Raise :class:`JobValidationError` for the first problem found.
+
+    The action is checked by the executor plugin for its type; with ``handler_runs_actions``
+    (a host handler runs every job) a type no plugin owns gets the original's minimal checks.
+    """
+    if not job.id:
+        raise JobValidationError("job ID is required", field="id")
+    if len(job.id) > _MAX_ID or any(ord(c) < 32 for c in job.id):
+        raise JobValidationError(
+            f"job ID must be at most {_MAX_ID} characters with no control characters",
+            field="id",
+        )
+    if not job.name:
+        raise JobValidationError("job name is required", field="name")
+    if len(job.name) > _MAX_NAME:
+        raise JobValidationError(f"job name must be at most {_MAX_NAME} characters", field="name")
+    validate_schedule(job.schedule, location)
+    if registry is not None and (not handler_runs_actions or job.action.type in registry.executors):
+        registry.validate_action(job.action)
+    else:
+        validate_action_minimal(job.action)

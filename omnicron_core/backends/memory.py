@@ -1,0 +1,137 @@
+"""``memory://``: jobs in this process only, gone at exit.
+
+Jobs are kept encoded, so nothing handed in or out is ever shared with the store, and a
+heap of (next_run_at, id) answers "what is due" without scanning.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .._backend import JobPatch, StoreBackend
+from .._models import Job, JobStatus, decode_job, fast_encode
+
+__all__ = ["MemoryBackend"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def _ts(dt: datetime | None) -> int | None:
+    return None if dt is None else (dt - _EPOCH) // _US
+
+
+class MemoryBackend(StoreBackend):
+    def __init__(self) -> None:
+        self._rows: dict[str, bytes] = {}
+        # id -> next_run_at in epoch microseconds, for enabled jobs that have one
+        self._due: dict[str, int] = {}
+        self._status: dict[str, JobStatus] = {}
+        self._heap: list[tuple[int, str]] = []
+
+    @classmethod
+    def from_url(cls, url: str, options: Mapping[str, Any]) -> MemoryBackend:
+        return cls()
+
+    async def close(self) -> None:
+        return None
+
+    def _put(self, job: Job) -> bytes:
+        data = fast_encode(job)
+        self._rows[job.id] = data
+        self._status[job.id] = job.status
+        ts = _ts(job.next_run_at) if job.status == JobStatus.ENABLED else None
+        if ts is None:
+            self._due.pop(job.id, None)
+        elif self._due.get(job.id) != ts:
+            self._due[job.id] = ts
+            heapq.heappush(self._heap, (ts, job.id))
+        return data
+
+    async def save(self, job: Job) -> None:
+        self._put(job)
+
+    async def save_many(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            self._put(job)
+
+    async def get(self, job_id: str) -> Job | None:
+        data = self._rows.get(job_id)
+        return None if data is None else decode_job(data)
+
+    async def delete(self, job_id: str) -> bool:
+        self._due.pop(job_id, None)
+        self._status.pop(job_id, None)
+        return self._rows.pop(job_id, None) is not None
+
+    async def list(self, status: JobStatus | None = None) -> list[Job]:
+        ids = sorted(
+            self._rows if status is None else (i for i, s in self._status.items() if s == status)
+        )
+        return [decode_job(self._rows[i]) for i in ids]
+
+    async def count(self, status: JobStatus | None = None) -> int:
+        if status is None:
+            return len(self._rows)
+        return sum(1 for s in self._status.values() if s == status)
+
+    def _clean_top(self) -> None:
+        heap = self._heap
+        while heap:
+            ts, job_id = heap[0]
+            if self._due.get(job_id) == ts:
+                return
+            heapq.heappop(heap)
+
+    async def next_due_at(self) -> datetime | None:
+        self._clean_top()
+        if not self._heap:
+            return None
+        return _EPOCH + timedelta(microseconds=self._heap[0][0])
+
+    async def claim_due(
+        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+    ) -> list[Job]:
+        now_ts = _ts(now)
+        assert now_ts is not None
+        out: list[Job] = []
+        heap = self._heap
+        while heap and len(out) < limit:
+            ts, job_id = heap[0]
+            if self._due.get(job_id) != ts:
+                heapq.heappop(heap)
+                continue
+            if ts > now_ts:
+                break
+            heapq.heappop(heap)
+            del self._due[job_id]
+            job = mark(decode_job(self._rows[job_id]))
+            self._put(job)
+            out.append(job)
+        return out
+
+    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> list[Job]:
+        out: list[Job] = []
+        for job_id in job_ids:
+            data = self._rows.get(job_id)
+            if data is None:
+                continue
+            job = patch(decode_job(data))
+            if job is not None:
+                self._put(job)
+                out.append(job)
+        return out
+
+    async def unscheduled(self, limit: int) -> list[Job]:
+        out: list[Job] = []
+        for job_id, status in self._status.items():
+            if status == JobStatus.ENABLED and job_id not in self._due:
+                job = decode_job(self._rows[job_id])
+                if job.next_run_at is None:
+                    out.append(job)
+                    if len(out) >= limit:
+                        break
+        return out
