@@ -77,6 +77,10 @@ class Scheduler:
         self._runs: set[asyncio.Task[None]] = set()
         self._pending: list[tuple[Job, ExecutionResult, datetime]] = []
         self._flush_task: asyncio.Task[None] | None = None
+        self._ran_hook = self.registry.plugin_manager.hook.omnicron_job_ran
+        # The per-run logger is bound when the scheduler starts (after the host configured
+        # structlog), so the fire path does not rebuild it through the lazy proxy each time.
+        self._run_log: Any = _log
 
     # -- configuration ------------------------------------------------------------------
 
@@ -327,17 +331,18 @@ class Scheduler:
         job.last_error = "" if result.success else (result.error or "failed")
 
     def _ran(self, job: Job, result: ExecutionResult) -> None:
-        _log.info(
+        self._run_log.info(
             "job.run",
             job_id=job.id,
             action_type=job.action.type,
-            scheduled_at=result.scheduled_at.isoformat() if result.scheduled_at else None,
+            scheduled_at=result.scheduled_at,
             lateness_ms=None if result.lateness is None else result.lateness / 1e6,
             duration_ms=result.duration / 1e6,
             outcome="success" if result.success else "failure",
             error=result.error or None,
         )
-        self._notify("omnicron_job_ran", job=job, result=result)
+        if self._ran_hook.get_hookimpls():
+            self._notify("omnicron_job_ran", job=job, result=result)
 
     async def _run_claimed(self, job: Job, scheduled_at: datetime) -> None:
         try:
@@ -463,6 +468,7 @@ class Scheduler:
         except BaseException:
             self._running = False
             raise
+        self._run_log = _log.bind()
         self._wake = asyncio.Event()
         self._loop_task = asyncio.ensure_future(self._loop())
         _log.info("scheduler.started", location=str(self.location))
