@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,14 @@ class ActionExecutor(abc.ABC):
     @abc.abstractmethod
     def validate(self, action: Action) -> None:
         """Refuse an action this executor cannot run; called at add/update time and before a run."""
+
+    async def validate_async(self, action: Action) -> None:
+        """The add-time check, for executors that must do I/O to decide (a DNS lookup).
+
+        The Scheduler awaits this when a job is added or updated; the default calls
+        :meth:`validate`. Override it instead of blocking the event loop in ``validate``.
+        """
+        self.validate(action)
 
     @abc.abstractmethod
     async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
@@ -188,6 +197,22 @@ def _load_entrypoints(pm: OmnicronPluginManager, *, strict: bool) -> None:
                 )
 
 
+@contextlib.contextmanager
+def _located() -> Iterator[None]:
+    """Give an executor's complaint the original's ``invalid action: `` prefix and a field."""
+    try:
+        yield
+    except JobValidationError as exc:
+        msg = (
+            exc.message
+            if exc.message.startswith("invalid action: ")
+            else f"invalid action: {exc.message}"
+        )
+        raise JobValidationError(msg, field=exc.field or "action") from None
+    except (ValueError, TypeError) as exc:
+        raise JobValidationError(f"invalid action: {exc}", field="action") from None
+
+
 class Registry:
     """The executors and store backends that a plugin manager's plugins provide.
 
@@ -267,18 +292,16 @@ class Registry:
         )
 
     def validate_action(self, action: Action) -> None:
+        """Validate an action with its executor's synchronous check."""
         executor = self.executor_for(action.type)
-        try:
+        with _located():
             executor.validate(action)
-        except JobValidationError as exc:
-            msg = (
-                exc.message
-                if exc.message.startswith("invalid action: ")
-                else f"invalid action: {exc.message}"
-            )
-            raise JobValidationError(msg, field=exc.field or "action") from None
-        except (ValueError, TypeError) as exc:
-            raise JobValidationError(f"invalid action: {exc}", field="action") from None
+
+    async def validate_action_async(self, action: Action) -> None:
+        """Validate an action with its executor's add-time (possibly I/O-bound) check."""
+        executor = self.executor_for(action.type)
+        with _located():
+            await executor.validate_async(action)
 
     async def aclose(self) -> None:
         if self._executors:

@@ -20,7 +20,7 @@ from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo
 from ._schedule import first_fire, next_fire_after, resolve_zone
 from ._store import Store, StoreConfig
-from ._validation import validate_job
+from ._validation import validate_job, validate_job_async
 
 __all__ = ["ExecutionHandler", "Scheduler", "SchedulerConfig"]
 
@@ -96,8 +96,15 @@ class Scheduler:
         return self._running
 
     def validate(self, job: Job) -> None:
-        """Raise :class:`JobValidationError` unless ``job`` could be added as it is."""
+        """Raise :class:`JobValidationError` unless ``job`` could be added as it is
+        (executors' synchronous checks; :meth:`add_job` also awaits their I/O-bound ones)."""
         validate_job(
+            job, self.registry, self.location, handler_runs_actions=self._handler is not None
+        )
+
+    async def validate_async(self, job: Job) -> None:
+        """:meth:`validate` with the executors' add-time checks awaited (e.g. DNS for SSRF)."""
+        await validate_job_async(
             job, self.registry, self.location, handler_runs_actions=self._handler is not None
         )
 
@@ -137,13 +144,13 @@ class Scheduler:
 
     # -- job management -----------------------------------------------------------------
 
-    def _prepare_new(self, job: Job, now: datetime) -> Job:
+    async def _prepare_new(self, job: Job, now: datetime) -> Job:
         job = job.copy()
         job.created_at = job.created_at or now
         job.updated_at = job.updated_at or now
         if job.status == JobStatus.RUNNING:
             job.status = JobStatus.ENABLED
-        self.validate(job)
+        await self.validate_async(job)
         self._schedule(job, now)
         return job
 
@@ -151,7 +158,7 @@ class Scheduler:
         """Validate and save a job, and schedule it. Returns the saved copy (with
         ``next_run_at``). Nothing is saved when validation fails. An existing id is replaced,
         as in the original."""
-        saved = self._prepare_new(job, utcnow())
+        saved = await self._prepare_new(job, utcnow())
         await self.store.save(saved)
         self._copy_state(saved, job)
         self._poke()
@@ -165,7 +172,7 @@ class Scheduler:
         prepared: list[Job] = []
         for index, job in enumerate(jobs):
             try:
-                prepared.append(self._prepare_new(job, now))
+                prepared.append(await self._prepare_new(job, now))
             except JobValidationError as exc:
                 raise exc.with_prefix(f"[{index}]") from None
         await self.store.save_many(prepared)
@@ -188,7 +195,7 @@ class Scheduler:
         candidate.updated_at = now
         if candidate.status == JobStatus.RUNNING:
             candidate.status = JobStatus.ENABLED
-        self.validate(candidate)
+        await self.validate_async(candidate)
 
         def patch(cur: Job) -> Job:
             new = candidate.copy()
@@ -303,7 +310,7 @@ class Scheduler:
                 if executor is None:
                     result = ExecutionResult.failed(f"unknown action type: {job.action.type}")
                 else:
-                    self.registry.validate_action(job.action)
+                    # executors re-check their action inside execute (cheaply, no I/O)
                     result = await executor.execute(job, run)
         except asyncio.CancelledError:
             result = ExecutionResult.failed("run cancelled: the scheduler stopped")
@@ -503,7 +510,8 @@ class Scheduler:
             if cur.status != JobStatus.ENABLED or cur.next_run_at is not None:
                 return None
             try:
-                self.validate(cur)
+                # the schedule only: actions are re-checked by their executor at run time
+                validate_job(cur, None, self.location, check_action=False)
                 cur.next_run_at = first_fire(cur, now, self.location)
             except JobValidationError as exc:
                 # a stored job we cannot run (written by something else): park it, say why

@@ -9,7 +9,7 @@ from ._models import Action, Job
 from ._plugins import Registry
 from ._schedule import validate_schedule
 
-__all__ = ["validate_action_minimal", "validate_job"]
+__all__ = ["validate_action_minimal", "validate_job", "validate_job_async"]
 
 _MAX_ID = 256
 _MAX_NAME = 1024
@@ -56,6 +56,7 @@ def validate_job(
     location: tzinfo | None,
     *,
     handler_runs_actions: bool = False,
+    check_action: bool = True,
 ) -> None:
     """Raise :class:`JobValidationError` for the first problem found.
 
@@ -74,7 +75,24 @@ def validate_job(
     if len(job.name) > _MAX_NAME:
         raise JobValidationError(f"job name must be at most {_MAX_NAME} characters", field="name")
     validate_schedule(job.schedule, location)
+    if not check_action:
+        return
     if registry is not None and (not handler_runs_actions or job.action.type in registry.executors):
         registry.validate_action(job.action)
+    else:
+        validate_action_minimal(job.action)
+
+
+async def validate_job_async(
+    job: Job,
+    registry: Registry | None,
+    location: tzinfo | None,
+    *,
+    handler_runs_actions: bool = False,
+) -> None:
+    """:func:`validate_job` with the executor's add-time check awaited (it may do I/O)."""
+    validate_job(job, registry, location, check_action=False)
+    if registry is not None and (not handler_runs_actions or job.action.type in registry.executors):
+        await registry.validate_action_async(job.action)
     else:
         validate_action_minimal(job.action)

@@ -36,6 +36,7 @@ from ._ssrf import (
     GuardedTransport,
     HostPolicy,
     RequestRefusedError,
+    resolve_host,
     resolve_host_sync,
 )
 
@@ -141,6 +142,25 @@ class WebhookExecutor(ActionExecutor):
     def validate(self, action: Action) -> None:
         """Check the action's URL, method and headers; resolve the host best-effort."""
         self._check(action, resolve=True)
+
+    async def validate_async(self, action: Action) -> None:
+        """The add-time check the Scheduler awaits: as :meth:`validate`, but the host is
+        resolved without blocking the event loop."""
+        _, url = self._check(action, resolve=False)
+        if not self._addresses.enabled or _is_literal(url.host):
+            return
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            with anyio.fail_after(_VALIDATE_DNS_TIMEOUT):
+                addresses = await resolve_host(url.host, port)
+        except (OSError, UnicodeError, TimeoutError):
+            return  # best effort: the binding check happens at connect time
+        try:
+            self._addresses.check(url.host, addresses)
+        except RequestRefusedError as exc:
+            raise JobValidationError(
+                f"webhook_url refused: {exc}", field="action.webhook_url"
+            ) from None
 
     def _check(self, action: Action, *, resolve: bool) -> tuple[str, httpx.URL]:
         if not action.webhook_url:

@@ -324,3 +324,20 @@ async def test_tls_verifies_the_original_host_name_while_connecting_to_the_ip(
     # A certificate failure is not retried: one connection each.
     assert connect_spy.hosts == ["127.0.0.1", "127.0.0.1"]
     assert len(tls_server.requests) == 1
+
+
+async def test_add_time_check_resolves_without_blocking_and_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """validate_async (what the Scheduler awaits) resolves names asynchronously."""
+    from omnicron_webhook import _executor
+
+    async def fake_resolve(host: str, port: int) -> list[Any]:
+        return [ipaddress.ip_address("10.1.2.3")]
+
+    monkeypatch.setattr(_executor, "resolve_host", fake_resolve)
+    executor = WebhookExecutor()
+    with pytest.raises(JobValidationError, match="refused"):
+        await executor.validate_async(
+            Action(type="call_webhook", webhook_url="http://internal.example/x")
+        )
