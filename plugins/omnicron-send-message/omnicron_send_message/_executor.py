@@ -1,0 +1,110 @@
+"""The ``send_message`` executor: a host's ``omnicron_deliver_message``, else a transport."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import httpx
+import pluggy
+
+from omnicron_core import Action, ActionExecutor, ExecutionResult, Job, JobValidationError, RunInfo
+
+from ._settings import SendMessageSettings
+from ._transports import GatewayError, Transport, make_transport
+
+__all__ = ["SendMessageExecutor"]
+
+SESSION_REQUIRED = "session_id is required for send_message action"
+MESSAGE_REQUIRED = "message is required for send_message action"
+NOT_CONFIGURED = "agent not configured for send_message action"
+_MAX_SESSION_ID = 1024
+
+
+class SendMessageExecutor(ActionExecutor):
+    """Sends ``action.message`` to the agent session ``action.session_id``.
+
+    A host implementation of ``omnicron_deliver_message`` gets the message first; when none
+    answers, the transport of the settings delivers it. Output: ``{session_id, message,
+    response}``; ``response`` is the agent's reply, ``""`` for a transport without one.
+    """
+
+    action_type = "send_message"
+    description = "send a message to an agent session (host hook, console, jsonl or http)"
+
+    def __init__(
+        self,
+        settings: SendMessageSettings | None = None,
+        plugin_manager: pluggy.PluginManager | None = None,
+        *,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings or SendMessageSettings()
+        self.plugin_manager = plugin_manager
+        self.transport: Transport | None = make_transport(
+            self.settings, http_transport=http_transport
+        )
+
+    def validate(self, action: Action) -> None:
+        if not action.session_id.strip():
+            raise JobValidationError(SESSION_REQUIRED, field="action.session_id")
+        if len(action.session_id) > _MAX_SESSION_ID or any(
+            ord(c) < 32 or ord(c) == 127 for c in action.session_id
+        ):
+            raise JobValidationError(
+                f"session_id must be at most {_MAX_SESSION_ID} characters with no control "
+                "characters",
+                field="action.session_id",
+            )
+        if not action.message.strip():
+            raise JobValidationError(MESSAGE_REQUIRED, field="action.message")
+        size = len(action.message.encode("utf-8", errors="surrogatepass"))
+        limit = self.settings.max_message_bytes
+        if size > limit:
+            raise JobValidationError(
+                f"message is {size} bytes (UTF-8), over the limit of {limit} bytes "
+                "(plugins.send_message.max_message_bytes)",
+                field="action.message",
+            )
+
+    async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+        action = job.action
+        try:
+            self.validate(action)
+        except JobValidationError as exc:
+            return ExecutionResult.failed(f"invalid action: {exc.message}")
+        try:
+            reply = await self._ask_host(action.session_id, action.message, job, run)
+            if reply is None:
+                if self.transport is None:
+                    return ExecutionResult.failed(NOT_CONFIGURED)
+                reply = await self.transport.send(action.session_id, action.message, job, run)
+        except GatewayError as exc:
+            return ExecutionResult.failed(f"send message failed: {exc}")
+        except Exception as exc:  # a run never raises: the error becomes the result
+            return ExecutionResult.failed(f"send message failed: {_describe(exc)}")
+        return ExecutionResult.ok(
+            {"session_id": action.session_id, "message": action.message, "response": reply}
+        )
+
+    async def _ask_host(self, session_id: str, message: str, job: Job, run: RunInfo) -> str | None:
+        if self.plugin_manager is None:
+            return None
+        hook = getattr(self.plugin_manager.hook, "omnicron_deliver_message", None)
+        if hook is None or hook.spec is None:
+            return None
+        result: Any = hook(session_id=session_id, message=message, job=job, run=run)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is None:
+            return None
+        return result if isinstance(result, str) else str(result)
+
+    async def aclose(self) -> None:
+        if self.transport is not None:
+            await self.transport.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
