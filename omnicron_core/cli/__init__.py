@@ -1,5 +1,277 @@
-"""The ``omnicron`` command line (placeholder until the CLI lands)."""
+"""The ``omnicron`` command line: run the service from a config file, validate configs, preview
+schedules, manage the jobs of a store, and list plugins. See ``docs/cli.md``."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from .._errors import ConfigError, JobValidationError, StoreError
+from .._schedule import local_zone, resolve_zone
+from ..config import ConfigErrors
+from ..runtime import ReconcileReport, RunOptions, Runtime, plugin_infos, serve
+from ._common import (
+    State,
+    check,
+    config_option,
+    echo_json,
+    fail,
+    fail_config,
+    json_option,
+    load,
+    log_options,
+    parse_time,
+    print_errors,
+    print_table,
+    relative,
+    run_async,
+    setup_logging,
+    stderr,
+    stdout,
+    store_option,
+)
+
+__all__ = ["main"]
 
 
-def main() -> None:
-    raise SystemExit("omnicron CLI: not built yet")
+def _version() -> str:
+    try:
+        return importlib.metadata.version("omnicron-core")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed
+        return "unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "-V", "--version", prog_name="omnicron")
+@log_options
+@click.pass_context
+def main(ctx: click.Context, log_level: str | None, log_format: str | None) -> None:
+    """omnicron: a job scheduler for agent platforms."""
+    ctx.obj = State(log_level, log_format)
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+def _banner(
+    config_source: str, runtime: Runtime, report: ReconcileReport, metrics_url: str | None
+) -> None:
+    infos = [i for i in plugin_infos(runtime.plugin_manager, runtime.config.plugins)]
+    plugins = ", ".join(
+        f"{i.name} ({i.distribution} {i.version})".replace(" ()", "")
+        for i in infos
+        if i.status == "loaded" and not i.name.startswith("omnicron.")
+    )
+    failed = [i for i in infos if i.status != "loaded"]
+    err = stderr()
+    lines = [
+        f"[bold]omnicron {_version()}[/] running (config: {config_source or 'none, defaults'})",
+        f"  store:        {runtime.config.scheduler.store}",
+        f"  timezone:     {runtime.location}",
+        f"  plugins:      {plugins or 'none'}",
+        f"  action types: {', '.join(sorted(runtime.registry.executors)) or 'none'}",
+        f"  jobs:         {len(runtime.config.jobs)} declared ({report.summary()})",
+    ]
+    for info in failed:
+        lines.append(
+            f"  [yellow]plugin {info.name} {info.status}[/]{': ' + info.error if info.error else ''}"
+        )
+    if metrics_url:
+        lines.append(f"  metrics:      {metrics_url} (liveness: /healthz)")
+    lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM.")
+    for line in lines:
+        err.print(line, highlight=False)
+
+
+@main.command()
+@config_option
+@store_option
+@click.option(
+    "--for",
+    "run_for",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Stop by itself after SECONDS (demos, tests).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus /metrics and /healthz on this port (0: a free one).",
+)
+@log_options
+@click.pass_context
+def run(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    run_for: float | None,
+    metrics_port: int | None,
+    log_level: str | None,
+    log_format: str | None,
+) -> None:
+    """Run the scheduler from a config file until SIGINT/SIGTERM.
+
+    Syncs the config's [[jobs]] into the store (added, updated, removed by id; run state
+    kept), then fires jobs. On a signal it takes no new fires, waits for running actions up to
+    scheduler.shutdown_grace, saves their state and exits 0.
+    """
+    try:
+        config, errors = check(config_path, store_url=store_url)
+    except ConfigError as exc:
+        fail_config(exc)
+    if errors:
+        print_errors(errors)
+        raise SystemExit(1)
+    setup_logging(ctx, config, level=log_level, fmt=log_format, quiet_default=False)
+    runtime = Runtime(config)
+
+    def started(rt: Runtime, report: ReconcileReport, metrics_url: str | None) -> None:
+        _banner(config.source, rt, report, metrics_url)
+
+    try:
+        run_async(
+            serve(
+                runtime,
+                RunOptions(run_for=run_for, metrics_port=metrics_port, on_started=started),
+            )
+        )
+    except ConfigErrors as exc:
+        fail_config(exc)
+    except (StoreError, OSError) as exc:
+        fail(f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc))
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        raise SystemExit(130) from None
+    stderr().print("omnicron stopped; state saved.", highlight=False)
+
+
+# -- validate -----------------------------------------------------------------------------
+
+
+@main.command()
+@config_option
+@store_option
+@json_option
+@click.pass_context
+def validate(
+    ctx: click.Context, config_path: Path | None, store_url: str | None, as_json: bool
+) -> None:
+    """Check the config and every declared job without starting anything.
+
+    Every error names its place (jobs[2].schedule.cron: ...); exit status 1 on error.
+    """
+    try:
+        config, errors = check(config_path, store_url=store_url)
+    except ConfigError as exc:
+        fail_config(exc, as_json=as_json)
+    if not errors:
+        setup_logging(ctx, config)
+    if errors:
+        print_errors(errors, as_json=as_json)
+        raise SystemExit(1)
+    if as_json:
+        echo_json({"valid": True, "errors": [], "jobs": len(config.jobs)})
+    else:
+        click.echo(
+            f"{config.source or 'default config'}: OK "
+            f"({len(config.jobs)} job{'s' if len(config.jobs) != 1 else ''}, "
+            f"store {config.scheduler.store})"
+        )
+
+
+# -- next ---------------------------------------------------------------------------------
+
+
+@main.command("next")
+@click.argument("expr", nargs=-1, required=True)
+@click.option("--tz", "zone_name", default=None, help="IANA zone (default: the machine's).")
+@click.option("--after", default=None, help="Start from this time (RFC 3339; default: now).")
+@click.option("-n", "count", type=click.IntRange(1, 1000), default=5, show_default=True)
+@json_option
+def next_(
+    expr: tuple[str, ...], zone_name: str | None, after: str | None, count: int, as_json: bool
+) -> None:
+    """Show the next fire times of a cron expression and what it means in plain English.
+
+    EXPR may be quoted or not: omnicron next 0 9 '*' '*' MON-FRI.
+    """
+    from ..cron import parse_cron
+    from ..describe import describe_cron
+
+    text = " ".join(expr).strip()
+    try:
+        zone = resolve_zone(zone_name, field="--tz") if zone_name else local_zone()
+    except JobValidationError as exc:
+        fail(f"--tz: {exc.message}")
+    start = parse_time(after, zone) if after else datetime.now(zone)
+    try:
+        compiled = parse_cron(text, zone)
+        description = describe_cron(text)
+        times: list[datetime] = []
+        cursor = start
+        while len(times) < count:
+            nxt = compiled.next_after(cursor, anchor=start)
+            if nxt is None:
+                break
+            times.append(nxt)
+            cursor = nxt
+    except JobValidationError as exc:
+        fail(f"{text}: {exc.message}")
+    zone_label = str(getattr(compiled, "timezone", zone))
+    if as_json:
+        echo_json(
+            {
+                "expression": text,
+                "timezone": zone_label,
+                "description": description,
+                "after": start.isoformat(),
+                "next": [t.isoformat() for t in times],
+            }
+        )
+        return
+    out = stdout()
+    out.print(f"[bold]{description}[/] ({zone_label})", highlight=False)
+    now = datetime.now(UTC)
+    for t in times:
+        out.print(f"  {t.isoformat(sep=' ')}  {relative(t, now)}", highlight=False)
+
+
+# -- plugins ------------------------------------------------------------------------------
+
+
+@main.command()
+@config_option
+@json_option
+@click.pass_context
+def plugins(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
+    """List installed plugins, their versions, action types and store schemes, and any plugin
+    that failed to load (with its error)."""
+    from .._plugins import get_plugin_manager
+
+    config = load(config_path)
+    setup_logging(ctx, config)
+    infos = plugin_infos(get_plugin_manager(), config.plugins)
+    if as_json:
+        echo_json([i.to_builtins() for i in infos])
+        return
+    rows = [
+        [
+            i.name,
+            i.distribution or "-",
+            i.version or "-",
+            ", ".join(i.action_types) or "-",
+            ", ".join(f"{s}://" for s in i.store_schemes) or "-",
+            i.status + (f": {i.error}" if i.error else ""),
+        ]
+        for i in infos
+    ]
+    print_table(["PLUGIN", "DISTRIBUTION", "VERSION", "ACTION TYPES", "STORES", "STATUS"], rows)
+
+
+from ._jobs import jobs  # noqa: E402 - registers the group on main
+
+main.add_command(jobs)

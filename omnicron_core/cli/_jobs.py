@@ -1,0 +1,591 @@
+"""``omnicron jobs ...``: manage the jobs of the configured store."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import click
+import msgspec
+
+from .._errors import ConfigError, JobNotFoundError, JobValidationError, StoreError
+from .._models import (
+    Job,
+    JobStatus,
+    decode_jobs,
+    encode_job,
+    encode_jobs,
+    job_from_builtins,
+    job_to_builtins,
+    utcnow,
+)
+from .._schedule import next_fire_after
+from ..config import Config
+from ..runtime import Runtime, is_declared
+from ._common import (
+    config_option,
+    echo_json,
+    echo_raw_json,
+    fail,
+    fail_config,
+    fmt_time,
+    json_option,
+    load,
+    print_table,
+    run_async,
+    setup_logging,
+    stderr,
+    stdout,
+    store_option,
+)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group()
+def jobs() -> None:
+    """Manage the jobs of the configured store (list, add, update, remove, ...).
+
+    Works while `omnicron run` is running on the same store; the service picks up changes
+    made here within a minute (at its next wake-up).
+    """
+
+
+def _common(fn: F) -> F:
+    return config_option(store_option(cast(F, click.pass_context(fn))))
+
+
+def _with_runtime(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    work: Callable[[Runtime], Awaitable[T]],
+) -> T:
+    config: Config = load(config_path, store_url=store_url)
+    setup_logging(ctx, config)
+    try:
+        runtime = Runtime(config)
+    except ConfigError as exc:
+        fail_config(exc)
+
+    async def go() -> T:
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return run_async(go())
+    except JobNotFoundError as exc:
+        fail(f"job not found: {exc.job_id}")
+    except JobValidationError as exc:
+        fail(f"{exc.field}: {exc.message}" if exc.field else exc.message)
+    except ConfigError as exc:
+        fail_config(exc)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+def _schedule_text(job: Job) -> str:
+    s = job.schedule
+    zone = f" ({s.timezone})" if s.timezone else ""
+    if s.cron:
+        return s.cron + zone
+    if s.interval is not None:
+        return f"every {s.interval}"
+    if s.once is not None:
+        return f"once {s.once.isoformat(sep=' ')}"
+    return "-"
+
+
+def _row(job: Job, runtime: Runtime) -> list[str]:
+    return [
+        job.id,
+        job.name,
+        str(job.status),
+        _schedule_text(job),
+        fmt_time(job.next_run_at, runtime.location),
+        fmt_time(job.last_run_at, runtime.location),
+        str(job.run_count),
+        (job.last_error[:60] + "…") if len(job.last_error) > 61 else (job.last_error or "-"),
+    ]
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@jobs.command("list")
+@_common
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in JobStatus]),
+    default=None,
+    help="Only jobs with this status.",
+)
+@json_option
+def list_(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    status: str | None,
+    as_json: bool,
+) -> None:
+    """List jobs: status, schedule, next and last run, run count, last error."""
+
+    async def work(rt: Runtime) -> tuple[list[Job], Runtime]:
+        return await (rt.store.list_by_status(status) if status else rt.store.list()), rt
+
+    found, rt = _with_runtime(ctx, config_path, store_url, work)
+    if as_json:
+        echo_raw_json(encode_jobs(found))
+        return
+    if not found:
+        stderr().print("no jobs", highlight=False)
+        return
+    print_table(
+        ["ID", "NAME", "STATUS", "SCHEDULE", "NEXT RUN", "LAST RUN", "RUNS", "LAST ERROR"],
+        [_row(job, rt) for job in found],
+    )
+
+
+@jobs.command()
+@_common
+@click.argument("job_id")
+@json_option
+def show(
+    ctx: click.Context, config_path: Path | None, store_url: str | None, job_id: str, as_json: bool
+) -> None:
+    """Show one job in full, with its next fire times."""
+
+    async def work(rt: Runtime) -> tuple[Job, Runtime]:
+        return await rt.store.get(job_id), rt
+
+    job, rt = _with_runtime(ctx, config_path, store_url, work)
+    if as_json:
+        echo_raw_json(encode_job(job))
+        return
+    upcoming: list[str] = []
+    if job.status != JobStatus.DISABLED and job.next_run_at is not None:
+        at: Any = job.next_run_at
+        for _ in range(3):
+            upcoming.append(fmt_time(at, rt.location))
+            at = next_fire_after(job.schedule, at, location=rt.location, anchor=job.created_at)
+            if at is None:
+                break
+    data = job_to_builtins(job)
+    action = {k: v for k, v in data.get("action", {}).items() if v not in ("", None, {})}
+    rows = [
+        ("id", job.id),
+        ("name", job.name),
+        ("description", job.description or "-"),
+        ("status", str(job.status)),
+        ("source", "config" if is_declared(job) else "runtime"),
+        ("schedule", _schedule_text(job)),
+        ("action", msgspec.json.encode(action).decode()),
+        ("next runs", "\n".join(upcoming) or "-"),
+        ("last run", fmt_time(job.last_run_at, rt.location)),
+        ("run count", str(job.run_count)),
+        ("last error", job.last_error or "-"),
+        ("created", fmt_time(job.created_at, rt.location, rel=False)),
+        ("updated", fmt_time(job.updated_at, rt.location, rel=False)),
+        ("metadata", msgspec.json.encode(job.metadata).decode() if job.metadata else "-"),
+    ]
+    out = stdout()
+    for key, value in rows:
+        lines = value.split("\n")
+        out.print(f"{key + ':':<13}{lines[0]}", highlight=False, markup=False)
+        for line in lines[1:]:
+            out.print(f"{'':<13}{line}", highlight=False, markup=False)
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+def _job_options(fn: F) -> F:
+    options = [
+        click.argument("job_json", required=False, metavar="[JOB_JSON]"),
+        click.option("--id", "job_id_opt", default=None, help="Job id (add: default a UUID)."),
+        click.option("--name", default=None),
+        click.option("--description", default=None),
+        click.option("--cron", default=None, help="Cron expression (5 or 6 fields, @daily...)."),
+        click.option("--every", default=None, help="Interval as a Go duration (30s, 1h30m)."),
+        click.option("--at", "at", default=None, help="One-time fire time (RFC 3339)."),
+        click.option("--timezone", default=None, help="IANA zone of the cron expression."),
+        click.option(
+            "--action-type",
+            default=None,
+            help="send_message, call_webhook, call_tool or a plugin's type "
+            "(inferred from the other action flags when omitted).",
+        ),
+        click.option("--session-id", default=None),
+        click.option("--message", default=None),
+        click.option("--webhook-url", default=None),
+        click.option("--webhook-method", default=None),
+        click.option(
+            "--webhook-header", "webhook_headers", multiple=True, help="NAME:VALUE (repeat)."
+        ),
+        click.option("--webhook-body", default=None),
+        click.option("--tool-name", default=None),
+        click.option("--tool-params", default=None, help="Tool parameters as a JSON object."),
+        click.option("--metadata", "metadata_json", default=None, help="A JSON object."),
+        click.option(
+            "--enabled/--disabled", "enabled", default=None, help="Initial or new status."
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _read_json(source: str) -> Any:
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        fail(f"{source}: {exc.strerror}")
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        fail(f"{'stdin' if source == '-' else source}: invalid JSON: {exc}")
+
+
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        fail(f"{flag}: invalid JSON: {exc}")
+    if not isinstance(value, dict):
+        fail(f"{flag}: expected a JSON object")
+    return value
+
+
+def _overlay(base: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (job builtins) with the flags applied; a schedule flag replaces the schedule."""
+    data = dict(base)
+    for key, flag in (("id", "job_id_opt"), ("name", "name"), ("description", "description")):
+        if opts[flag] is not None:
+            data[key] = opts[flag]
+    kinds = {k: opts[k] for k in ("cron", "every", "at") if opts[k] is not None}
+    if kinds:
+        schedule: dict[str, Any] = {}
+        if "cron" in kinds:
+            schedule["cron"] = kinds["cron"]
+        if "every" in kinds:
+            schedule["interval"] = kinds["every"]
+        if "at" in kinds:
+            schedule["once"] = kinds["at"]
+        data["schedule"] = schedule
+    if opts["timezone"] is not None:
+        data["schedule"] = {**data.get("schedule", {}), "timezone": opts["timezone"]}
+    action = dict(data.get("action") or {})
+    for key in (
+        "session_id",
+        "message",
+        "webhook_url",
+        "webhook_method",
+        "webhook_body",
+        "tool_name",
+    ):
+        if opts[key] is not None:
+            action[key] = opts[key]
+    if opts["webhook_headers"]:
+        headers = dict(action.get("webhook_headers") or {})
+        for item in opts["webhook_headers"]:
+            name, sep, value = item.partition(":")
+            if not sep:
+                fail(f"--webhook-header {item!r}: expected NAME:VALUE")
+            headers[name.strip()] = value.strip()
+        action["webhook_headers"] = headers
+    if opts["tool_params"] is not None:
+        action["tool_params"] = _json_object(opts["tool_params"], "--tool-params")
+    if opts["action_type"] is not None:
+        action["type"] = opts["action_type"]
+    elif not action.get("type"):
+        if opts["tool_name"] is not None:
+            action["type"] = "call_tool"
+        elif opts["webhook_url"] is not None:
+            action["type"] = "call_webhook"
+        elif opts["message"] is not None or opts["session_id"] is not None:
+            action["type"] = "send_message"
+    if action:
+        data["action"] = action
+    if opts["metadata_json"] is not None:
+        data["metadata"] = _json_object(opts["metadata_json"], "--metadata")
+    if opts["enabled"] is not None:
+        data["status"] = "enabled" if opts["enabled"] else "disabled"
+    return data
+
+
+def _to_job(data: Any, source: str) -> Job:
+    if not isinstance(data, dict):
+        fail(f"{source}: expected a JSON object (one job)")
+    try:
+        return job_from_builtins(data)
+    except msgspec.ValidationError as exc:
+        from ..config import located
+
+        fail(str(located(exc)))
+
+
+def _print_job_line(verb: str, job: Job, rt: Runtime, as_json: bool) -> None:
+    if as_json:
+        echo_raw_json(encode_job(job))
+        return
+    stdout().print(
+        f"{verb} {job.id} ({job.name}): {job.status}, next run {fmt_time(job.next_run_at, rt.location)}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@jobs.command()
+@_common
+@_job_options
+@json_option
+def add(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    job_json: str | None,
+    as_json: bool,
+    **opts: Any,
+) -> None:
+    """Add a job from JSON (a file, or - for stdin) and/or flags.
+
+    \b
+    omnicron jobs add --name ping --every 30s --session-id ops --message ping
+    omnicron jobs add job.json
+    echo '{"name": "x", ...}' | omnicron jobs add -
+    """
+    base = _read_json(job_json) if job_json else {}
+    if not isinstance(base, dict):
+        fail(f"{job_json}: expected a JSON object (one job)")
+    data = _overlay(base, opts)
+    data.setdefault("id", str(uuid.uuid4()))
+    job = _to_job(data, job_json or "flags")
+    if not job.created_at:
+        job.created_at = utcnow()
+
+    async def work(rt: Runtime) -> tuple[Job, Runtime]:
+        try:
+            await rt.store.get(job.id)
+        except JobNotFoundError:
+            return await rt.scheduler.add_job(job), rt
+        raise JobValidationError(
+            f"a job with id {job.id!r} exists; use 'omnicron jobs update {job.id}'", field="id"
+        )
+
+    saved, rt = _with_runtime(ctx, config_path, store_url, work)
+    _print_job_line("added", saved, rt, as_json)
+
+
+@jobs.command()
+@_common
+@click.argument("job_id")
+@_job_options
+@json_option
+def update(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    job_id: str,
+    job_json: str | None,
+    as_json: bool,
+    **opts: Any,
+) -> None:
+    """Change a job: JSON fields (a file, or - for stdin) and/or flags replace the current ones.
+
+    Run state (run count, last run, last error) is kept; an unchanged schedule keeps its next
+    fire time.
+    """
+    patch = _read_json(job_json) if job_json else {}
+    if not isinstance(patch, dict):
+        fail(f"{job_json}: expected a JSON object (one job)")
+    if patch.get("id", job_id) != job_id or (opts["job_id_opt"] or job_id) != job_id:
+        fail("the job id cannot be changed (add a new job and remove this one)")
+
+    async def work(rt: Runtime) -> tuple[Job, Runtime, bool]:
+        current = await rt.store.get(job_id)
+        base = job_to_builtins(current)
+        data = _overlay({**base, **patch}, opts)
+        job = _to_job(data, job_json or "flags")
+        return await rt.scheduler.update_job(job), rt, is_declared(current)
+
+    saved, rt, declared = _with_runtime(ctx, config_path, store_url, work)
+    if declared:
+        stderr().print(
+            f"note: {job_id} is declared in a config file; the next start overwrites it if its "
+            "[[jobs]] entry changed",
+            highlight=False,
+        )
+    _print_job_line("updated", saved, rt, as_json)
+
+
+@jobs.command()
+@_common
+@click.argument("job_ids", nargs=-1, required=True, metavar="JOB_ID...")
+@json_option
+def remove(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    job_ids: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Remove jobs (an unknown id is an error, after the known ones are removed)."""
+
+    async def work(rt: Runtime) -> tuple[list[str], list[str], list[str]]:
+        removed: list[str] = []
+        missing: list[str] = []
+        declared: list[str] = []
+        for job_id in job_ids:
+            try:
+                job = await rt.store.get(job_id)
+            except JobNotFoundError:
+                missing.append(job_id)
+                continue
+            await rt.scheduler.remove_job(job_id)
+            removed.append(job_id)
+            if is_declared(job):
+                declared.append(job_id)
+        return removed, missing, declared
+
+    removed, missing, declared = _with_runtime(ctx, config_path, store_url, work)
+    if as_json:
+        echo_json([{"deleted": True, "id": i} for i in removed])
+    else:
+        for job_id in removed:
+            click.echo(f"removed {job_id}")
+    for job_id in declared:
+        stderr().print(
+            f"note: {job_id} is declared in a config file; it comes back at the next start "
+            "unless its [[jobs]] entry is removed",
+            highlight=False,
+        )
+    if missing:
+        fail("job not found: " + ", ".join(missing))
+
+
+def _toggle(enable: bool) -> Callable[..., None]:
+    def command(
+        ctx: click.Context,
+        config_path: Path | None,
+        store_url: str | None,
+        job_id: str,
+        as_json: bool,
+    ) -> None:
+        async def work(rt: Runtime) -> tuple[Job, Runtime]:
+            sched = rt.scheduler
+            job = await (sched.enable_job(job_id) if enable else sched.disable_job(job_id))
+            return job, rt
+
+        job, rt = _with_runtime(ctx, config_path, store_url, work)
+        if as_json:
+            out: dict[str, Any] = {"id": job.id, "status": str(job.status)}
+            if enable:
+                out["next_run_at"] = job.next_run_at.isoformat() if job.next_run_at else None
+            echo_json(out)
+            return
+        _print_job_line("enabled" if enable else "disabled", job, rt, False)
+
+    return command
+
+
+for _name, _enable, _help in (
+    ("enable", True, "Enable a job and compute its next fire time."),
+    ("disable", False, "Disable a job (a run in flight finishes)."),
+):
+    jobs.command(_name, help=_help)(
+        _common(click.argument("job_id")(json_option(_toggle(_enable))))
+    )
+
+
+@jobs.command()
+@_common
+@click.argument("job_id")
+@json_option
+def trigger(
+    ctx: click.Context, config_path: Path | None, store_url: str | None, job_id: str, as_json: bool
+) -> None:
+    """Run a job now, in this process, and print its result (exit 1 if the run failed)."""
+
+    async def work(rt: Runtime) -> Any:
+        return await rt.scheduler.trigger_job(job_id)
+
+    result = _with_runtime(ctx, config_path, store_url, work)
+    if as_json:
+        echo_json(
+            {
+                "id": job_id,
+                "success": result.success,
+                "output": result.output,
+                "error": result.error,
+                "duration": result.duration_str,
+            }
+        )
+    else:
+        state = "succeeded" if result.success else "failed"
+        click.echo(f"{job_id}: {state} in {result.duration_str}")
+        if result.output is not None:
+            click.echo(msgspec.json.encode(result.output).decode())
+        if result.error:
+            click.echo(f"error: {result.error}", err=True)
+    if not result.success:
+        raise SystemExit(1)
+
+
+@jobs.command("export")
+@_common
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def export_(
+    ctx: click.Context, config_path: Path | None, store_url: str | None, output: Path | None
+) -> None:
+    """Write every job as a JSON array (the Go original's format) to stdout or a file."""
+
+    async def work(rt: Runtime) -> list[Job]:
+        return await rt.store.list()
+
+    found = _with_runtime(ctx, config_path, store_url, work)
+    data = encode_jobs(found)
+    if output is None:
+        echo_raw_json(data)
+    else:
+        output.write_bytes(data + b"\n")
+        stderr().print(f"exported {len(found)} jobs to {output}", highlight=False)
+
+
+@jobs.command("import")
+@_common
+@click.argument("source", metavar="FILE")
+@json_option
+def import_(
+    ctx: click.Context, config_path: Path | None, store_url: str | None, source: str, as_json: bool
+) -> None:
+    """Add or replace jobs from a JSON array (FILE, or - for stdin), all or nothing.
+
+    Run state in the file (run count, last run) is kept; next fire times are recomputed.
+    """
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        fail(f"{source}: {exc.strerror}")
+    try:
+        imported = decode_jobs(raw)
+    except msgspec.ValidationError as exc:
+        from ..config import located
+
+        fail(f"{source}: {located(exc)}")
+    except msgspec.DecodeError as exc:
+        fail(f"{source}: invalid JSON: {exc}")
+
+    async def work(rt: Runtime) -> list[Job]:
+        return await rt.scheduler.add_jobs(imported)
+
+    saved = _with_runtime(ctx, config_path, store_url, work)
+    if as_json:
+        echo_raw_json(encode_jobs(saved))
+    else:
+        click.echo(f"imported {len(saved)} jobs")

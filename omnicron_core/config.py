@@ -1,0 +1,326 @@
+"""The ``omnicron.toml`` config file: sections, decoding, and errors that name their place.
+
+A config has three parts::
+
+    [scheduler]          # how the runtime runs (zone, store, concurrency, grace periods, metrics)
+    [log]                # level and format of the runtime's log events
+    [plugins.<name>]     # each plugin's own settings, checked by that plugin's own Struct
+    [[jobs]]             # jobs declared by the file, reconciled into the store on every start
+
+Every error is a :class:`ConfigError` whose ``field`` is its place (``jobs[2].schedule.cron``);
+:func:`load_config` and :func:`check_jobs` collect as many as they can and raise them together
+as :class:`ConfigErrors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from ._errors import ConfigError, JobValidationError
+from ._models import Action, Job, JobStatus, Schedule, _dec_hook, utcnow
+from ._store import DEFAULT_STORE_URL
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "SOURCE_CONFIG",
+    "SOURCE_HASH_KEY",
+    "SOURCE_KEY",
+    "Config",
+    "ConfigErrors",
+    "DeclaredJob",
+    "LogSettings",
+    "SchedulerSettings",
+    "apply_env",
+    "declared_jobs",
+    "decode_config",
+    "decode_declared_jobs",
+    "definition_hash",
+    "load_config",
+    "located",
+]
+
+#: The file ``omnicron run`` reads when ``-c`` is not given (and it exists).
+DEFAULT_CONFIG_FILE = "omnicron.toml"
+#: ``metadata`` key marking a job as declared by a config file (value :data:`SOURCE_CONFIG`).
+SOURCE_KEY = "omnicron.source"
+SOURCE_CONFIG = "config"
+#: ``metadata`` key holding the hash of the declared definition the store was last synced to.
+SOURCE_HASH_KEY = "omnicron.config_hash"
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["auto", "console", "json"]
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class SchedulerSettings(_Section):
+    """The ``[scheduler]`` section."""
+
+    #: IANA zone for cron expressions without their own; ``""`` is the machine's zone.
+    timezone: str = ""
+    #: Store URL (``sqlite:///omnicron.db``, ``memory://``, ``postgresql://...``).
+    store: str = DEFAULT_STORE_URL
+    #: Backend-specific options passed to the store factory.
+    store_options: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Runs in flight at once.
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 512
+    #: Seconds a stop waits for runs in flight before cancelling them.
+    shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    #: Seconds after its fire time past which a run is skipped (recorded as missed);
+    #: unset runs every late fire once.
+    misfire_grace: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    #: Port of the Prometheus ``/metrics`` and ``/healthz`` endpoint; unset serves none,
+    #: ``0`` picks a free port.
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    #: Address the metrics endpoint listens on.
+    metrics_host: str = "127.0.0.1"
+
+
+class LogSettings(_Section):
+    """The ``[log]`` section."""
+
+    level: LogLevel = "info"
+    #: ``auto`` is ``console`` on a terminal and ``json`` (one object a line) otherwise.
+    format: LogFormat = "auto"
+
+
+class Config(_Section):
+    """A whole config file. ``plugins`` and ``jobs`` stay raw until checked on their own, so
+    that one bad job or plugin section does not hide the errors of the others."""
+
+    scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    jobs: list[Any] = msgspec.field(default_factory=list)
+    #: Where the config came from (not a key of the file).
+    source: str = ""
+
+
+class DeclaredJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One ``[[jobs]]`` entry: the definition fields of the JSON job (no run state)."""
+
+    id: str
+    name: str
+    description: str = ""
+    schedule: Schedule
+    action: Action
+    metadata: dict[str, Any] | None = None
+    enabled: bool | None = None
+    status: Literal["enabled", "disabled"] | None = None
+
+
+class ConfigErrors(ConfigError):
+    """Several config errors at once; ``errors`` holds each (with its ``field``)."""
+
+    def __init__(self, errors: Iterable[ConfigError], *, partial: Config | None = None) -> None:
+        self.errors = list(errors)
+        #: The config with defaults in place of the sections that failed, so that checks of the
+        #: other sections can still run (``omnicron validate`` reports them all).
+        self.partial = partial
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+_MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.S)
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+_MISSING_FIELD = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
+
+
+def _join(prefix: str, path: str) -> str:
+    if not path:
+        return prefix
+    if not prefix:
+        return path.lstrip(".")
+    return prefix + path if path.startswith("[") else f"{prefix}.{path.lstrip('.')}"
+
+
+def located(exc: msgspec.ValidationError | JobValidationError, prefix: str = "") -> ConfigError:
+    """A :class:`ConfigError` at ``prefix`` + the error's own place.
+
+    msgspec's ``Expected `int`, got `str` - at `$.jobs[2].schedule``` becomes
+    ``jobs[2].schedule: Expected `int`, got `str```; an unknown or missing field is located at
+    the field itself.
+    """
+    if isinstance(exc, JobValidationError):
+        return ConfigError(exc.message, field=_join(prefix, exc.field or "") or None)
+    text = str(exc)
+    match = _MSGSPEC_PATH.match(text)
+    message, path = (match["msg"], match["path"]) if match else (text, "")
+    for pattern, what in ((_UNKNOWN_FIELD, "unknown key"), (_MISSING_FIELD, "required key")):
+        named = pattern.match(message)
+        if named:
+            path = f"{path}.{named['name']}"
+            message = f"{what} is missing" if what == "required key" else what
+            if what == "unknown key":
+                message = "unknown key (check its spelling)"
+    return ConfigError(message, field=_join(prefix, path) or None)
+
+
+def decode_config(data: Mapping[str, Any], *, source: str = "") -> Config:
+    """A :class:`Config` from parsed TOML (or any mapping). Raises :class:`ConfigErrors`."""
+    errors: list[ConfigError] = []
+    raw = dict(data)
+    sections: dict[str, Any] = {}
+    # Decode each section on its own so an error in one does not hide another's.
+    for key, value in raw.items():
+        if key not in ("scheduler", "log", "plugins", "jobs"):
+            errors.append(
+                ConfigError("unknown section (expected scheduler, log, plugins or jobs)", field=key)
+            )
+            continue
+        if key == "plugins" and isinstance(value, dict):
+            # msgspec names a bad dict value `plugins[...]`; name the plugin instead.
+            bad = [name for name, section in value.items() if not isinstance(section, dict)]
+            for name in bad:
+                errors.append(
+                    ConfigError(
+                        f"expected a table of settings ([plugins.{name}]), "
+                        f"got {type(value[name]).__name__}",
+                        field=f"plugins.{name}",
+                    )
+                )
+            if bad:
+                continue
+        try:
+            sections[key] = getattr(msgspec.convert({key: value}, type=Config), key)
+        except msgspec.ValidationError as exc:
+            errors.append(located(exc))
+    config = Config(**sections, source=source)
+    if errors:
+        raise ConfigErrors(errors, partial=config)
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read and decode a TOML config file; ``None`` is the empty config (all defaults).
+
+    Raises :class:`ConfigErrors` (TOML syntax errors name the line and column).
+    """
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigErrors(
+            [ConfigError(f"cannot read config file: {exc.strerror}", field=str(p))]
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigErrors([ConfigError(f"invalid TOML: {exc}", field=str(p))]) from None
+    return decode_config(data, source=str(p))
+
+
+def apply_env(config: Config, env: Mapping[str, str] | None = None) -> Config:
+    """The config with ``OMNICRON_STORE``, ``OMNICRON_LOG_LEVEL`` and ``OMNICRON_LOG_FORMAT``
+    applied (environment wins over the file)."""
+    env = os.environ if env is None else env
+    scheduler, log = config.scheduler, config.log
+    errors: list[ConfigError] = []
+    if env.get("OMNICRON_STORE"):
+        scheduler = msgspec.structs.replace(scheduler, store=env["OMNICRON_STORE"])
+    for var, key in (("OMNICRON_LOG_LEVEL", "level"), ("OMNICRON_LOG_FORMAT", "format")):
+        value = env.get(var, "").strip().lower()
+        if not value:
+            continue
+        try:
+            log = msgspec.convert({**msgspec.structs.asdict(log), key: value}, type=LogSettings)
+        except msgspec.ValidationError as exc:
+            errors.append(ConfigError(located(exc).message, field=var))
+    if errors:
+        raise ConfigErrors(errors)
+    return msgspec.structs.replace(config, scheduler=scheduler, log=log)
+
+
+def definition_hash(declared: DeclaredJob) -> str:
+    """A stable hash of a declared job's definition: what the reconcile compares across starts."""
+    body = msgspec.json.encode(
+        msgspec.to_builtins(declared, enc_hook=str, order="sorted"), order="sorted"
+    )
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+def _decode_declared(raw: Any, prefix: str) -> DeclaredJob:
+    try:
+        declared = msgspec.convert(raw, type=DeclaredJob, dec_hook=_dec_hook, strict=False)
+    except msgspec.ValidationError as exc:
+        raise located(exc, prefix) from None
+    if (
+        declared.enabled is not None
+        and declared.status is not None
+        and declared.enabled != (declared.status == "enabled")
+    ):
+        raise ConfigError("enabled and status disagree; set one of them", field=f"{prefix}")
+    if declared.metadata and any(k.startswith("omnicron.") for k in declared.metadata):
+        raise ConfigError(
+            "metadata keys starting with 'omnicron.' are reserved", field=f"{prefix}.metadata"
+        )
+    return declared
+
+
+def declared_jobs(config: Config) -> list[tuple[DeclaredJob, Job]]:
+    """Decode every ``[[jobs]]`` entry (see :func:`decode_declared_jobs`); raise
+    :class:`ConfigErrors` listing every malformed entry and duplicate id."""
+    out, errors = decode_declared_jobs(config)
+    if errors:
+        raise ConfigErrors(errors)
+    return [(d, j) for _, d, j in out]
+
+
+def decode_declared_jobs(
+    config: Config,
+) -> tuple[list[tuple[int, DeclaredJob, Job]], list[ConfigError]]:
+    """Decode every ``[[jobs]]`` entry into its definition and the Job it declares.
+
+    The Job is marked ``metadata["omnicron.source"] = "config"`` with the definition's hash in
+    ``metadata["omnicron.config_hash"]``. Schedules and actions are not validated here (that
+    needs the plugins: see :mod:`omnicron_core.runtime`). Returns ``(index, definition, job)``
+    for the well-formed entries, and the errors of the others.
+    """
+    errors: list[ConfigError] = []
+    out: list[tuple[int, DeclaredJob, Job]] = []
+    seen: dict[str, int] = {}
+    now = utcnow()
+    for index, raw in enumerate(config.jobs):
+        prefix = f"jobs[{index}]"
+        try:
+            declared = _decode_declared(raw, prefix)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        if declared.id in seen:
+            errors.append(
+                ConfigError(
+                    f"duplicate job id {declared.id!r} (also jobs[{seen[declared.id]}])",
+                    field=f"{prefix}.id",
+                )
+            )
+            continue
+        seen[declared.id] = index
+        disabled = declared.enabled is False or declared.status == "disabled"
+        metadata = dict(declared.metadata or {})
+        metadata[SOURCE_KEY] = SOURCE_CONFIG
+        metadata[SOURCE_HASH_KEY] = definition_hash(declared)
+        job = Job(
+            id=declared.id,
+            name=declared.name,
+            description=declared.description,
+            schedule=declared.schedule,
+            action=declared.action,
+            status=JobStatus.DISABLED if disabled else JobStatus.ENABLED,
+            created_at=now,
+            updated_at=now,
+            metadata=metadata,
+        )
+        out.append((index, declared, job))
+    return out, errors

@@ -1,0 +1,145 @@
+"""How a job's schedule is shown to an agent: plain English and the next fire times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from .._models import Job, JobStatus, Schedule, job_to_builtins
+from .._schedule import next_fire_after, schedule_zone
+
+__all__ = [
+    "describe_schedule",
+    "display_zone",
+    "fire_preview",
+    "job_view",
+    "rfc3339",
+    "schedule_extras",
+    "upcoming",
+    "zone_name",
+]
+
+_UNITS = (
+    (86_400_000_000_000, "day"),
+    (3_600_000_000_000, "hour"),
+    (60_000_000_000, "minute"),
+    (1_000_000_000, "second"),
+    (1_000_000, "millisecond"),
+)
+
+
+def rfc3339(when: datetime, zone: tzinfo | None = None) -> str:
+    """``when`` in ``zone`` as RFC 3339 (``Z`` for UTC, fractions only when present)."""
+    local = when.astimezone(zone) if zone is not None else when
+    text = local.isoformat(timespec="microseconds" if local.microsecond else "seconds")
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def zone_name(zone: tzinfo) -> str:
+    return getattr(zone, "key", None) or str(zone)
+
+
+def _plural(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+def describe_interval(ns: int) -> str:
+    """``"Every 1 hour 30 minutes"``; sub-millisecond remainders are shown in Go form."""
+    parts: list[str] = []
+    rest = ns
+    for size, unit in _UNITS:
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(_plural(count, unit))
+    if rest or not parts:
+        from .._duration import format_go_duration
+
+        return f"Every {format_go_duration(ns)}"
+    return "Every " + " ".join(parts)
+
+
+def display_zone(schedule: Schedule, location: tzinfo | None) -> tzinfo:
+    """The zone a schedule's fire times are shown in (a ``CRON_TZ=`` prefix wins)."""
+    zone = schedule_zone(schedule, location)
+    if schedule.cron:
+        from ..cron import parse_cron
+
+        return parse_cron(schedule.cron, zone).timezone
+    return zone
+
+
+def describe_schedule(schedule: Schedule, location: tzinfo | None) -> str:
+    """A plain-English description of the schedule, naming its time zone."""
+    zone = display_zone(schedule, location)
+    if schedule.cron:
+        from ..describe import describe_cron
+
+        text = describe_cron(schedule.cron)
+        first = schedule.cron.strip().split(" ", 1)[0].upper()
+        if first.startswith(("CRON_TZ=", "TZ=")) or schedule.cron.strip().lower().startswith(
+            "@every"
+        ):
+            return text
+        return f"{text} ({zone_name(zone)})"
+    if schedule.interval is not None and schedule.interval.ns > 0:
+        return describe_interval(schedule.interval.ns)
+    if schedule.once is not None:
+        return f"Once, at {rfc3339(schedule.once, zone)}"
+    return "No schedule"
+
+
+def upcoming(
+    schedule: Schedule,
+    *,
+    first: datetime | None,
+    after: datetime,
+    anchor: datetime | None,
+    location: tzinfo | None,
+    count: int,
+) -> list[datetime]:
+    """Up to ``count`` fire times: ``first`` (the stored next run, if any), then the ones after."""
+    out: list[datetime] = []
+    cursor = after
+    if first is not None:
+        out.append(first)
+        cursor = first
+    while len(out) < count:
+        nxt = next_fire_after(schedule, cursor, location=location, anchor=anchor or after)
+        if nxt is None:
+            break
+        out.append(nxt)
+        cursor = nxt
+    return out
+
+
+def fire_preview(job: Job, location: tzinfo | None, count: int) -> list[str]:
+    """The job's next ``count`` fire times in its zone (none unless it is enabled)."""
+    if job.status != JobStatus.ENABLED or job.next_run_at is None or count == 0:
+        return []
+    zone = display_zone(job.schedule, location)
+    times = upcoming(
+        job.schedule,
+        first=job.next_run_at,
+        after=datetime.now(UTC),
+        anchor=job.created_at,
+        location=location,
+        count=count,
+    )
+    return [rfc3339(t, zone) for t in times]
+
+
+def job_view(job: Job, location: tzinfo | None, count: int) -> dict[str, Any]:
+    """The whole job as the original's JSON, plus ``schedule_description``, ``timezone`` and
+    ``next_fire_times``."""
+    out = job_to_builtins(job)
+    out.update(schedule_extras(job, location, count))
+    return out
+
+
+def schedule_extras(job: Job, location: tzinfo | None, count: int) -> dict[str, Any]:
+    zone = display_zone(job.schedule, location)
+    return {
+        "schedule_description": describe_schedule(job.schedule, location),
+        "timezone": zone_name(zone),
+        "next_fire_times": fire_preview(job, location, count),
+    }

@@ -1,0 +1,563 @@
+"""The ``cron`` skill: the original's seven agent tools (plus ``cron_update`` and
+``cron_next``) over a :class:`~omnicron_core.Scheduler`, with ownership and limits."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+import msgspec
+import structlog
+
+from .._duration import Duration, format_go_duration, parse_go_duration
+from .._errors import JobNotFoundError, JobValidationError, OmnicronError
+from .._models import Action, Job, JobStatus, Schedule, new_job
+from .._plugins import Registry
+from .._schedule import next_fire_after, resolve_zone, validate_schedule
+from .._scheduler import ExecutionHandler, Scheduler, SchedulerConfig
+from .._store import Store, StoreConfig
+from ._args import ArgumentError, check_arguments, decode_arguments
+from ._config import SkillConfig
+from ._present import display_zone, job_view, rfc3339, schedule_extras, zone_name
+from ._tools import SkillTool, ToolResult, build_schemas, withheld_parameters
+
+__all__ = ["Skill", "ToolError"]
+
+_log = structlog.get_logger("omnicron.skill")
+
+#: Fire times sampled to find the shortest gap of a cron expression (its highest rate).
+_RATE_SAMPLE = 64
+_SESSION_PREFIX = "session:"
+_SCHEDULE_PARAMS = ("schedule_cron", "schedule_interval", "schedule_once")
+_ACTION_PARAMS = (
+    "action_type",
+    "session_id",
+    "message",
+    "webhook_url",
+    "webhook_method",
+    "webhook_headers",
+    "webhook_body",
+    "tool_name",
+    "tool_params",
+)
+_FIELDS_OF_TYPE = {
+    "send_message": ("session_id", "message"),
+    "call_webhook": ("webhook_url", "webhook_method", "webhook_headers", "webhook_body"),
+    "call_tool": ("tool_name", "tool_params"),
+}
+
+
+class ToolError(OmnicronError):
+    """A tool call failed for a reason the model can act on; ``str()`` is the message."""
+
+
+class Skill:
+    """Schedule and manage recurring jobs from an agent.
+
+    Wire it up like the original (``set_storage``, ``set_execution_handler``, ``await init()``,
+    ``await close()``), or hand it a running :class:`Scheduler`. Every tool call goes through
+    :meth:`call`, which never raises for bad input: it returns a :class:`ToolResult` with
+    ``is_error=True`` and a message.
+    """
+
+    def __init__(
+        self,
+        config: SkillConfig | None = None,
+        *,
+        scheduler: Scheduler | None = None,
+        store: Store | str | None = None,
+        registry: Registry | None = None,
+        location: tzinfo | str | None = None,
+        start_scheduler: bool = True,
+    ) -> None:
+        if scheduler is not None and store is not None:
+            raise ValueError("pass either a scheduler or a store, not both")
+        self.config = config or SkillConfig()
+        self._scheduler = scheduler
+        self._own_scheduler = scheduler is None
+        self._started_scheduler = False
+        self._store: Store | None = None
+        self._registry = registry
+        self._location = location
+        self._start = start_scheduler
+        self._handler: ExecutionHandler | None = None
+        self._handler_set = False
+        self._initialised = scheduler is not None
+        self._create_lock = asyncio.Lock()
+        if store is not None:
+            self.set_storage(store)
+        withheld = withheld_parameters(self.config)
+        handlers = {
+            "cron_create": self._create,
+            "cron_list": self._list,
+            "cron_get": self._get,
+            "cron_delete": self._delete,
+            "cron_enable": self._enable,
+            "cron_disable": self._disable,
+            "cron_trigger": self._trigger,
+            "cron_update": self._update,
+            "cron_next": self._next,
+        }
+        self._tools = {
+            name: SkillTool(
+                name,
+                description,
+                schema,
+                handlers[name],
+                withheld if name in ("cron_create", "cron_update") else {},
+            )
+            for name, (description, schema) in build_schemas(self.config).items()
+        }
+
+    # -- the original's surface -------------------------------------------------------------
+
+    def name(self) -> str:
+        return "cron"
+
+    def description(self) -> str:
+        return "Schedule and manage recurring jobs"
+
+    def tools(self) -> list[SkillTool]:
+        """The tools, in the original's order, then ``cron_update`` and ``cron_next``."""
+        return list(self._tools.values())
+
+    def get_tool(self, name: str) -> SkillTool | None:
+        return self._tools.get(name)
+
+    def openai_tools(self) -> list[dict[str, Any]]:
+        """Every tool in OpenAI's function-calling format."""
+        return [tool.to_openai() for tool in self._tools.values()]
+
+    def anthropic_tools(self) -> list[dict[str, Any]]:
+        """Every tool in Anthropic's tool format."""
+        return [tool.to_anthropic() for tool in self._tools.values()]
+
+    def set_storage(self, store: Store | str) -> None:
+        """Use this store (or store URL, e.g. ``sqlite:///jobs.db``); call before :meth:`init`."""
+        if self._initialised:
+            raise RuntimeError("set_storage must be called before init()")
+        if isinstance(store, str):
+            store = Store(StoreConfig(url=store), registry=self._registry)
+        self._store = store
+
+    def set_execution_handler(self, handler: ExecutionHandler | None) -> None:
+        """Run every job with ``handler`` instead of the executor plugins; works before or
+        after :meth:`init` (the original ignored a handler set before init)."""
+        self._handler = handler
+        self._handler_set = True
+        if self._scheduler is not None:
+            self._scheduler.set_handler(handler)
+
+    def get_scheduler(self) -> Scheduler | None:
+        return self._scheduler
+
+    async def init(self) -> None:
+        """Build the scheduler on the store and start it. Raises ``OmnicronError("storage not
+        configured")`` without a store, as the original. Calling it twice is harmless."""
+        if self._scheduler is None:
+            if self._store is None:
+                raise OmnicronError("storage not configured")
+            self._scheduler = Scheduler(
+                SchedulerConfig(
+                    store=self._store,
+                    handler=self._handler,
+                    location=self._location,
+                    registry=self._registry,
+                )
+            )
+        elif self._handler_set:
+            self._scheduler.set_handler(self._handler)
+        self._initialised = True
+        if self._start and not self._scheduler.is_running():
+            await self._scheduler.start()
+            self._started_scheduler = True
+
+    async def close(self) -> None:
+        """Stop the scheduler if this skill started it."""
+        if self._scheduler is not None and self._started_scheduler:
+            await self._scheduler.stop()
+            self._started_scheduler = False
+
+    async def __aenter__(self) -> Skill:
+        await self.init()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- the single entry point ---------------------------------------------------------------
+
+    async def call(
+        self,
+        tool_name: str,
+        arguments: Mapping[str, Any] | str | bytes | None = None,
+        *,
+        principal: str | None = None,
+    ) -> ToolResult:
+        """Run a tool as an agent framework would: JSON (or a dict) in, a :class:`ToolResult`
+        out. ``principal`` is the caller (``"session:<id>"``); ``None`` is trusted host code,
+        which sees every job."""
+        tool = self._tools.get(tool_name)
+        if tool is None:
+            return ToolResult.failure(
+                f"unknown tool '{tool_name}'; available tools: {', '.join(self._tools)}"
+            )
+        if principal is not None and (not isinstance(principal, str) or not principal):
+            return ToolResult.failure("principal must be a non-empty string, or None")
+        try:
+            args = check_arguments(
+                tool.name, tool.parameters, decode_arguments(arguments), withheld=tool.withheld
+            )
+            if self._scheduler is None and tool.name != "cron_next":
+                raise ToolError("the cron skill is not initialised (the host must call init())")
+            value = await tool.handler(args, principal)
+        except (ArgumentError, ToolError) as exc:
+            return ToolResult.failure(str(exc))
+        except JobValidationError as exc:
+            return ToolResult.failure(exc.message)
+        except Exception as exc:  # an agent's turn must survive anything a tool hits
+            _log.exception("skill.tool_failed", tool=tool_name)
+            return ToolResult.failure(f"{tool_name} failed: {type(exc).__name__}: {exc}")
+        return ToolResult(value)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @property
+    def _sched(self) -> Scheduler:
+        assert self._scheduler is not None
+        return self._scheduler
+
+    @property
+    def _zone(self) -> tzinfo:
+        if self._scheduler is not None:
+            return self._scheduler.location
+        return resolve_zone(self._location, field="location")
+
+    def is_operator(self, principal: str | None) -> bool:
+        """Whether ``principal`` sees every owner's jobs (``None`` is trusted host code)."""
+        return principal is None or principal in self.config.operators
+
+    def _visible(self, job: Job, principal: str | None) -> bool:
+        return self.is_operator(principal) or job.owner_principal == principal
+
+    async def _find(self, job_id: str, principal: str | None, verb: str) -> Job:
+        try:
+            job = await self._sched.get_job(job_id)
+        except JobNotFoundError:
+            raise ToolError(f"{verb}: job not found") from None
+        if not self._visible(job, principal):
+            raise ToolError(f"{verb}: job not found")  # exactly as an unknown id
+        return job
+
+    def _view_extras(self, job: Job) -> dict[str, Any]:
+        return schedule_extras(job, self._zone, self.config.preview_count)
+
+    def _schedule_from(self, args: dict[str, Any], base: Schedule | None) -> Schedule | None:
+        """The schedule the arguments give (``None`` if they give none), checked and with its
+        rate limited. ``base`` is the job's current schedule (for a timezone-only change)."""
+        given = [p for p in _SCHEDULE_PARAMS if args.get(p)]
+        timezone = args.get("timezone")
+        if not given and timezone is None:
+            return None
+        if timezone:
+            resolve_zone(timezone)  # the core's message names the zone
+        if not given:
+            if base is None:
+                raise ToolError("schedule is required (cron, once, or interval)")
+            schedule = msgspec.structs.replace(base, timezone=timezone or "")
+        else:
+            schedule = Schedule(timezone=timezone or "")
+            if args.get("schedule_cron"):
+                schedule.cron = args["schedule_cron"].strip()
+            if args.get("schedule_interval"):
+                text = args["schedule_interval"]
+                try:
+                    ns = parse_go_duration(text, allow_days=True)
+                except ValueError as exc:
+                    raise ToolError(f"invalid interval: {exc}") from None
+                if ns <= 0:
+                    raise ToolError(
+                        f"invalid interval: {text!r} is not positive; use a duration such as '30m'"
+                    )
+                schedule.interval = Duration(ns)
+            if args.get("schedule_once"):
+                schedule.once = _parse_once(args["schedule_once"])
+        validate_schedule(schedule, self._zone)
+        return schedule
+
+    def _rate_problem(self, schedule: Schedule, now: datetime) -> str | None:
+        """Why ``schedule`` fires more often than ``min_interval`` allows, or ``None``."""
+        limit = self.config.min_interval_ns
+        if not limit:
+            return None
+        least = format_go_duration(limit)
+        if schedule.interval is not None and schedule.interval.ns > 0:
+            if schedule.interval.ns < limit:
+                return (
+                    f"schedule_interval {format_go_duration(schedule.interval.ns)} is shorter "
+                    f"than the minimum interval between runs, {least}"
+                )
+            return None
+        if not schedule.cron:
+            return None
+        zone = display_zone(schedule, self._zone)
+        times: list[datetime] = []
+        cursor = now
+        while len(times) < _RATE_SAMPLE:
+            nxt = next_fire_after(schedule, cursor, location=self._zone, anchor=now)
+            if nxt is None:
+                break
+            times.append(nxt)
+            cursor = nxt
+        gaps = [(b - a, a, b) for a, b in itertools.pairwise(times)]
+        if not gaps:
+            return None
+        gap, a, b = min(gaps, key=lambda g: g[0])
+        gap_ns = (gap.days * 86_400 + gap.seconds) * 1_000_000_000 + gap.microseconds * 1000
+        if gap_ns >= limit:
+            return None
+        return (
+            f"schedule_cron {schedule.cron!r} runs as often as every "
+            f"{format_go_duration(gap_ns)} (at {rfc3339(a, zone)} and {rfc3339(b, zone)}); "
+            f"the minimum interval between runs is {least}"
+        )
+
+    def _action_from(
+        self, args: dict[str, Any], principal: str | None, current: Action | None
+    ) -> Action | None:
+        """The action the arguments give (``None`` if they change nothing of it)."""
+        if current is not None and not any(p in args for p in _ACTION_PARAMS):
+            return None
+        kind: str = args.get("action_type") or (current.type if current else "")
+        if kind not in self.config.allowed_action_types:
+            allowed = ", ".join(self.config.allowed_action_types) or "none"
+            raise ToolError(
+                f"action type '{kind}' may not be scheduled by agents; allowed: {allowed}"
+            )
+        if current is not None and current.type == kind:
+            action = msgspec.structs.replace(current)
+        else:
+            action = Action(type=kind)
+            if kind == "call_webhook":
+                action.webhook_method = "POST"
+        fields = _FIELDS_OF_TYPE.get(kind, _ACTION_PARAMS[1:])
+        for name in fields:
+            if name in args:
+                value = args[name]
+                setattr(action, name, dict(value) if isinstance(value, Mapping) else value)
+        if kind == "call_webhook" and not action.webhook_method:
+            action.webhook_method = "POST"
+        if kind == "send_message" and principal and principal.startswith(_SESSION_PREFIX):
+            own = principal[len(_SESSION_PREFIX) :]
+            if not action.session_id:
+                action.session_id = own
+            elif self.config.own_session_only and action.session_id != own:
+                raise ToolError(
+                    f"session_id must be your own session '{own}'; this scheduler does not let "
+                    "agents message other sessions"
+                )
+        allowed_tools = self.config.allowed_tools
+        if (
+            kind == "call_tool"
+            and allowed_tools is not None
+            and action.tool_name
+            and action.tool_name not in allowed_tools
+        ):
+            raise ToolError(
+                f"tool '{action.tool_name}' may not be scheduled by agents; allowed tools: "
+                f"{', '.join(allowed_tools) or 'none'}"
+            )
+        return action
+
+    async def _check_quota(self, principal: str | None) -> None:
+        limit = self.config.max_jobs_per_owner
+        if principal is None or not limit:
+            return
+        owned = sum(1 for j in await self._sched.list_jobs() if j.owner_principal == principal)
+        if owned >= limit:
+            raise ToolError(
+                f"job limit reached: you have {owned} jobs and the maximum is {limit}; delete "
+                "one you no longer need (cron_delete) first"
+            )
+
+    # -- the tools ----------------------------------------------------------------------------
+
+    async def _create(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
+        schedule = self._schedule_from(args, None)
+        if schedule is None:
+            raise ToolError("schedule is required (cron, once, or interval)")
+        problem = self._rate_problem(schedule, datetime.now(UTC))
+        if problem:
+            raise ToolError(problem)
+        action = self._action_from(args, principal, None)
+        assert action is not None
+        job = new_job(None, args["name"], schedule, action, description=args.get("description", ""))
+        job.owner_principal = principal or ""
+        async with self._create_lock:
+            await self._check_quota(principal)
+            try:
+                saved = await self._sched.add_job(job)
+            except JobValidationError as exc:
+                raise ToolError(f"add job: {exc.message}") from None
+        _log.info("skill.job_created", job_id=saved.id, principal=principal)
+        out = {
+            "id": saved.id,
+            "name": saved.name,
+            "status": str(saved.status),
+            "next_run_at": _time(saved.next_run_at),
+        }
+        out.update(self._view_extras(saved))
+        return out
+
+    async def _list(self, args: dict[str, Any], principal: str | None) -> list[dict[str, Any]]:
+        status = args.get("status")
+        out = []
+        for job in await self._sched.list_jobs():
+            if not self._visible(job, principal) or (status and job.status != status):
+                continue
+            item = {
+                "id": job.id,
+                "name": job.name,
+                "description": job.description,
+                "status": str(job.status),
+                "run_count": job.run_count,
+                "last_run_at": _time(job.last_run_at),
+                "next_run_at": _time(job.next_run_at),
+            }
+            item.update(self._view_extras(job))
+            out.append(item)
+        return out
+
+    async def _get(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
+        job = await self._find(args["id"], principal, "get job")
+        return job_view(job, self._zone, self.config.preview_count)
+
+    async def _delete(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
+        job = await self._find(args["id"], principal, "delete job")
+        await self._sched.remove_job(job.id)
+        return {"deleted": True, "id": job.id}
+
+    async def _enable(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
+        job = await self._find(args["id"], principal, "enable job")
+        try:
+            saved = await self._sched.enable_job(job.id)
+        except JobNotFoundError:
+            raise ToolError("enable job: job not found") from None
+        out = {"id": saved.id, "status": str(saved.status), "next_run_at": _time(saved.next_run_at)}
+        out.update(self._view_extras(saved))
+        return out
+
+    async def _disable(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
+        job = await self._find(args["id"], principal, "disable job")
+        try:
+            saved = await self._sched.disable_job(job.id)
+        except JobNotFoundError:
+            raise ToolError("disable job: job not found") from None
+        out: dict[str, Any] = {"id": saved.id, "status": str(saved.status)}
+        out.update(self._view_extras(saved))
+        return out
+
+    async def _trigger(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
+        job = await self._find(args["id"], principal, "trigger job")
+        try:
+            result = await self._sched.trigger_job(job.id)
+        except JobNotFoundError:
+            raise ToolError("trigger job: job not found") from None
+        return {
+            "id": job.id,
+            "success": result.success,
+            "output": _jsonable(result.output),
+            "error": result.error,
+            "duration": format_go_duration(result.duration),
+        }
+
+    async def _update(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
+        if len(args) == 1:
+            raise ToolError(
+                "nothing to update: give the fields to change besides id (e.g. name, "
+                "schedule_cron, message)"
+            )
+        job = await self._find(args["id"], principal, "update job")
+        schedule = self._schedule_from(args, job.schedule)
+        if schedule is not None:
+            problem = self._rate_problem(schedule, datetime.now(UTC))
+            if problem:
+                raise ToolError(problem)
+            job.schedule = schedule
+        action = self._action_from(args, principal, job.action)
+        if action is not None:
+            job.action = action
+        if "name" in args:
+            job.name = args["name"]
+        if "description" in args:
+            job.description = args["description"]
+        try:
+            saved = await self._sched.update_job(job)
+        except JobNotFoundError:
+            raise ToolError("update job: job not found") from None
+        except JobValidationError as exc:
+            raise ToolError(f"update job: {exc.message}") from None
+        return job_view(saved, self._zone, self.config.preview_count)
+
+    async def _next(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
+        schedule = self._schedule_from({k: v for k, v in args.items() if k != "count"}, None)
+        if schedule is None or not schedule.kinds():
+            raise ToolError("schedule is required (cron, once, or interval)")
+        now = datetime.now(UTC).replace(microsecond=0)  # whole seconds read better
+        zone = display_zone(schedule, self._zone)
+        count = int(args.get("count", min(5, self.config.max_preview_count)))
+        times: list[datetime] = []
+        cursor = now
+        while len(times) < count:
+            nxt = next_fire_after(schedule, cursor, location=self._zone, anchor=now)
+            if nxt is None:
+                break
+            times.append(nxt)
+            cursor = nxt
+        out: dict[str, Any] = {
+            "schedule_description": schedule_extras(
+                Job(schedule=schedule, status=JobStatus.DISABLED), self._zone, 0
+            )["schedule_description"],
+            "timezone": zone_name(zone),
+            "next_fire_times": [rfc3339(t, zone) for t in times],
+        }
+        problem = self._rate_problem(schedule, now)
+        if problem:
+            out["warning"] = f"cron_create would refuse this schedule: {problem}"
+        return out
+
+
+def _parse_once(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise ToolError(
+            f"invalid once time: {text!r} is not an RFC 3339 timestamp such as "
+            "'2026-04-25T14:30:00Z'"
+        ) from None
+    if when.tzinfo is None or "T" not in text.upper():
+        raise ToolError(
+            f"invalid once time: {text!r} has no time zone offset; use RFC 3339 such as "
+            "'2026-04-25T14:30:00Z' or '2026-04-25T16:30:00+02:00'"
+        )
+    now = datetime.now(UTC)
+    if when <= now:
+        raise ToolError(
+            f"invalid once time: {text} is in the past (it is now {rfc3339(now.replace(microsecond=0))}); "
+            "give a future time, or use cron_trigger to run a job now"
+        )
+    return when
+
+
+def _time(when: datetime | None) -> str | None:
+    return None if when is None else rfc3339(when.astimezone(UTC))
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return msgspec.to_builtins(value)
+    except (TypeError, msgspec.EncodeError):
+        return str(value)

@@ -1,0 +1,204 @@
+"""The config file: decoding, located errors, environment overrides, declared jobs."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from omnicron_core import JobStatus
+from omnicron_core.config import (
+    SOURCE_CONFIG,
+    SOURCE_HASH_KEY,
+    SOURCE_KEY,
+    Config,
+    ConfigErrors,
+    apply_env,
+    declared_jobs,
+    decode_config,
+    load_config,
+    located,
+)
+
+
+def decode(text: str) -> Config:
+    return decode_config(tomllib.loads(text))
+
+
+def fields_of(exc: ConfigErrors) -> list[str | None]:
+    return [e.field for e in exc.errors]
+
+
+JOB = """
+[[jobs]]
+id = "j1"
+name = "one"
+schedule = { interval = "2s" }
+action = { type = "send_message", session_id = "s", message = "m" }
+"""
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(None)
+    assert config.scheduler.store == "sqlite:///omnicron.db"
+    assert config.scheduler.max_concurrency == 512
+    assert config.scheduler.shutdown_grace == 30.0
+    assert config.scheduler.metrics_port is None
+    assert config.log.level == "info" and config.log.format == "auto"
+    assert config.jobs == [] and config.plugins == {}
+
+
+def test_full_file_decodes(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        """
+[scheduler]
+timezone = "Europe/Berlin"
+store = "memory://"
+max_concurrency = 8
+shutdown_grace = 1.5
+misfire_grace = 60
+metrics_port = 9464
+[log]
+level = "debug"
+format = "json"
+[plugins.send_message]
+transport = "console"
+"""
+        + JOB
+    )
+    config = load_config(path)
+    assert config.source == str(path)
+    assert config.scheduler.timezone == "Europe/Berlin"
+    assert config.scheduler.misfire_grace == 60.0
+    assert config.log.level == "debug"
+    assert config.plugins == {"send_message": {"transport": "console"}}
+    ((declared, job),) = declared_jobs(config)
+    assert job.schedule.interval is not None and job.schedule.interval.total_seconds() == 2
+    assert job.metadata is not None and job.metadata[SOURCE_KEY] == SOURCE_CONFIG
+    assert job.metadata[SOURCE_HASH_KEY]
+    assert declared.id == "j1"
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        ("[scheduler]\nmax_concurrency = 'ten'\n", "scheduler.max_concurrency", "Expected `int`"),
+        ("[scheduler]\nmax_concurency = 10\n", "scheduler.max_concurency", "unknown key"),
+        ("[scheduler]\nmax_concurrency = 0\n", "scheduler.max_concurrency", ">= 1"),
+        ("[log]\nlevel = 'loud'\n", "log.level", "loud"),
+        ("[schedular]\n", "schedular", "unknown section"),
+        ("[plugins]\nwebhook = 3\n", "plugins.webhook", "expected a table"),
+    ],
+)
+def test_section_errors_are_located(text: str, field: str, words: str) -> None:
+    with pytest.raises(ConfigErrors) as info:
+        decode(text)
+    assert fields_of(info.value) == [field]
+    assert words in info.value.errors[0].message
+
+
+def test_errors_of_several_sections_come_together() -> None:
+    with pytest.raises(ConfigErrors) as info:
+        decode("[scheduler]\nstore = 1\n[log]\nformat = 'xml'\n[extra]\n")
+    assert fields_of(info.value) == ["scheduler.store", "log.format", "extra"]
+    # the sections that decoded are kept, so later checks can still run on them
+    assert info.value.partial is not None
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "words"),
+    [
+        ("id='a'\nschedule={interval='1s'}\naction={type='x'}", "jobs[1].name", "required"),
+        ("id='a'\nname='a'\nschedule={interval='5q'}\naction={type='x'}", "jobs[1].schedule.interval", "unknown unit"),
+        ("id='a'\nname='a'\nschedule={cron=5}\naction={type='x'}", "jobs[1].schedule.cron", "Expected `str`"),
+        ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x', tool='y'}", "jobs[1].action.tool", "unknown key"),
+        ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nsatus='x'", "jobs[1].satus", "unknown key"),
+        ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nenabled=true\nstatus='disabled'", "jobs[1]", "disagree"),
+        ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nmetadata={'omnicron.source'='x'}", "jobs[1].metadata", "reserved"),
+        ("id='j1'\nname='a'\nschedule={interval='1s'}\naction={type='x'}", "jobs[1].id", "duplicate"),
+    ],
+)  # fmt: skip
+def test_job_errors_are_located(entry: str, field: str, words: str) -> None:
+    config = decode(JOB + "[[jobs]]\n" + entry + "\n")
+    with pytest.raises(ConfigErrors) as info:
+        declared_jobs(config)
+    assert fields_of(info.value) == [field]
+    assert words in info.value.errors[0].message
+
+
+def test_every_bad_job_is_reported() -> None:
+    config = decode(
+        "[[jobs]]\nid='a'\n[[jobs]]\nid='b'\nname='b'\nschedule={}\naction={type='x'}\n"
+        "[[jobs]]\nid='c'\nname='c'\nschedule={interval=true}\naction={type='x'}\n"
+    )
+    with pytest.raises(ConfigErrors) as info:
+        declared_jobs(config)
+    assert fields_of(info.value) == ["jobs[0].name", "jobs[2].schedule.interval"]
+
+
+def test_status_and_enabled() -> None:
+    config = decode(JOB + "enabled = false\n")
+    ((_, job),) = declared_jobs(config)
+    assert job.status == JobStatus.DISABLED
+    config = decode(JOB + "status = 'disabled'\n")
+    assert declared_jobs(config)[0][1].status == JobStatus.DISABLED
+    assert declared_jobs(decode(JOB))[0][1].status == JobStatus.ENABLED
+
+
+def test_definition_hash_follows_the_definition() -> None:
+    one = declared_jobs(decode(JOB))[0][1].metadata
+    same = declared_jobs(decode(JOB))[0][1].metadata
+    other = declared_jobs(decode(JOB.replace('message = "m"', 'message = "n"')))[0][1].metadata
+    assert one is not None and same is not None and other is not None
+    assert one[SOURCE_HASH_KEY] == same[SOURCE_HASH_KEY]
+    assert one[SOURCE_HASH_KEY] != other[SOURCE_HASH_KEY]
+
+
+def test_environment_overrides_store_and_log() -> None:
+    config = decode("[scheduler]\nstore = 'memory://'\n[log]\nlevel = 'info'\n")
+    env = {
+        "OMNICRON_STORE": "sqlite:///x.db",
+        "OMNICRON_LOG_LEVEL": "DEBUG",
+        "OMNICRON_LOG_FORMAT": "json",
+    }
+    out = apply_env(config, env)
+    assert out.scheduler.store == "sqlite:///x.db"
+    assert out.log.level == "debug" and out.log.format == "json"
+    assert apply_env(config, {}).scheduler.store == "memory://"
+    with pytest.raises(ConfigErrors) as info:
+        apply_env(config, {"OMNICRON_LOG_LEVEL": "chatty"})
+    assert fields_of(info.value) == ["OMNICRON_LOG_LEVEL"]
+
+
+def test_toml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[scheduler\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_config(path)
+    assert info.value.errors[0].field == str(path)
+    assert "line 1" in info.value.errors[0].message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors) as info:
+        load_config(tmp_path / "nope.toml")
+    assert "cannot read" in str(info.value)
+
+
+class Inner(msgspec.Struct):
+    n: int
+
+
+class Outer(msgspec.Struct):
+    items: list[Inner]
+
+
+def test_located_turns_msgspec_paths_into_dotted_fields() -> None:
+    with pytest.raises(msgspec.ValidationError) as info:
+        msgspec.convert({"items": [{"n": 1}, {"n": "x"}]}, Outer)
+    error = located(info.value, "jobs[2]")
+    assert error.field == "jobs[2].items[1].n"
+    assert str(error) == "jobs[2].items[1].n: Expected `int`, got `str`"
