@@ -12,7 +12,11 @@ PYTHON = ["3.11"]
 
 def _sync(session: nox.Session) -> None:
     session.run_install(
-        "uv", "sync", "--all-packages", "--all-extras", "--locked",
+        "uv",
+        "sync",
+        "--all-packages",
+        "--all-extras",
+        "--locked",
         f"--python={session.virtualenv.location}",
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
     )
@@ -38,7 +42,8 @@ def typecheck(session: nox.Session) -> None:
     """mypy (strict) on omnicron_core and the plugins."""
     _sync(session)
     session.run(
-        "mypy", "omnicron_core",
+        "mypy",
+        "omnicron_core",
         "plugins/omnicron-send-message/omnicron_send_message",
         "plugins/omnicron-webhook/omnicron_webhook",
         "plugins/omnicron-tool/omnicron_tool",

@@ -13,6 +13,7 @@ one it keeps; every Job it returns is the caller's to mutate.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -58,7 +59,7 @@ class StoreBackend(abc.ABC):
         """Remove a job; False if there was none."""
 
     @abc.abstractmethod
-    async def list(self, status: JobStatus | None = None) -> list[Job]:
+    async def list(self, status: JobStatus | None = None) -> builtins.list[Job]:
         """Jobs ordered by id, optionally only those with ``status``."""
 
     @abc.abstractmethod
@@ -72,7 +73,7 @@ class StoreBackend(abc.ABC):
     @abc.abstractmethod
     async def claim_due(
         self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         """Atomically take up to ``limit`` enabled jobs whose ``next_run_at <= now``, earliest
         first: apply ``mark`` to each (it sets ``status=running`` and the next fire time),
         write the results back, and return them. A job claimed here is not returned again
@@ -80,16 +81,16 @@ class StoreBackend(abc.ABC):
         shared backend."""
 
     @abc.abstractmethod
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> list[Job]:
+    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
         """Apply ``patch`` to the current stored version of each job, atomically per job, and
         write back those it returns; returns the written jobs. Unknown ids are skipped."""
 
     @abc.abstractmethod
-    async def unscheduled(self, limit: int) -> list[Job]:
+    async def unscheduled(self, limit: int) -> builtins.list[Job]:
         """Up to ``limit`` enabled jobs with no ``next_run_at`` (saved by something other than
         the Scheduler), so the Scheduler can compute their fire times at start."""
 
-    async def recover_running(self, *, owner: str = "") -> list[str]:
+    async def recover_running(self, *, owner: str = "") -> builtins.list[str]:
         """Ids of jobs left ``running`` by a scheduler that died (every running job on an
         embedded backend; only expired leases on a shared one)."""
         return [job.id for job in await self.list(JobStatus.RUNNING)]

@@ -120,8 +120,21 @@ class Job(_Base):
         )
 
     def copy(self) -> Job:
-        """A deep copy: nothing in it is shared with this job."""
-        return _JOB_DECODER.decode(_ENCODER.encode(self))
+        """A deep copy: nothing in it is shared with this job (datetimes and Durations are
+        immutable and may be shared)."""
+        action = self.action
+        return msgspec.structs.replace(
+            self,
+            schedule=msgspec.structs.replace(self.schedule),
+            action=msgspec.structs.replace(
+                action,
+                webhook_headers=None
+                if action.webhook_headers is None
+                else dict(action.webhook_headers),
+                tool_params=_copy_json(action.tool_params),
+            ),
+            metadata=_copy_json(self.metadata),
+        )
 
     def to_json(self) -> bytes:
         return encode_job(self)
@@ -166,13 +179,22 @@ class ExecutionResult(_Base):
         return cls(success=False, error=error, output=output)
 
 
+def _copy_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not value:
+        return None if value is None else {}
+    copied: dict[str, Any] = _PLAIN_DECODER.decode(_ENCODER.encode(value))
+    return copied
+
+
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, Duration):
         return str(obj)
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
-def _dec_hook(tp: type, obj: Any) -> Any:
+def dec_hook(tp: type, obj: Any) -> Any:
+    """msgspec ``dec_hook`` for omnicron's own types (``Duration``): pass it to
+    ``msgspec.convert``/decoders that build Schedules or Jobs from outside data."""
     if tp is Duration:
         if isinstance(obj, bool):
             raise ValueError("expected a Go duration string or integer nanoseconds")
@@ -185,8 +207,9 @@ def _dec_hook(tp: type, obj: Any) -> Any:
 
 
 _ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook)
-_JOB_DECODER = msgspec.json.Decoder(Job, dec_hook=_dec_hook)
-_JOBS_DECODER = msgspec.json.Decoder(list[Job], dec_hook=_dec_hook)
+_JOB_DECODER = msgspec.json.Decoder(Job, dec_hook=dec_hook)
+_PLAIN_DECODER = msgspec.json.Decoder()
+_JOBS_DECODER = msgspec.json.Decoder(list[Job], dec_hook=dec_hook)
 
 # Fields the Go original writes even when empty, in its key order.
 _ALWAYS = ("id", "name", "schedule", "action", "status", "created_at", "updated_at", "run_count")
@@ -240,7 +263,7 @@ def job_to_builtins(job: Job) -> dict[str, Any]:
 
 def job_from_builtins(data: Any) -> Job:
     """Convert decoded JSON/TOML (dicts, lists, strings) to a Job; errors name the path."""
-    return msgspec.convert(data, type=Job, dec_hook=_dec_hook, strict=False)
+    return msgspec.convert(data, type=Job, dec_hook=dec_hook, strict=False)
 
 
 def encode_job(job: Job) -> bytes:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 import structlog
@@ -44,18 +44,39 @@ KNOWN_ACTION_DISTRIBUTIONS = {
 _log = structlog.get_logger("omnicron.plugins")
 
 
-@dataclass(frozen=True, slots=True)
 class RunInfo:
     """What an executor knows about the run it performs.
 
     ``scheduled_at`` is the fire time this run answers (``None`` for a manual trigger);
     ``run_id`` is stable for one run (across an executor's own retries), so receivers can
-    de-duplicate with it.
+    de-duplicate with it. For a scheduled run it is ``"<job id>@<fire time>"``, built on
+    first use (the fire path does not pay for it when no executor asks).
     """
 
-    run_id: str
-    scheduled_at: datetime | None = None
-    manual: bool = False
+    __slots__ = ("_run_id", "job_id", "manual", "scheduled_at")
+
+    def __init__(
+        self,
+        run_id: str = "",
+        scheduled_at: datetime | None = None,
+        manual: bool = False,
+        *,
+        job_id: str = "",
+    ) -> None:
+        self._run_id = run_id
+        self.scheduled_at = scheduled_at
+        self.manual = manual
+        self.job_id = job_id
+
+    @property
+    def run_id(self) -> str:
+        if not self._run_id:
+            when = self.scheduled_at.isoformat() if self.scheduled_at else "manual"
+            self._run_id = f"{self.job_id}@{when}"
+        return self._run_id
+
+    def __repr__(self) -> str:
+        return f"RunInfo(run_id={self.run_id!r}, scheduled_at={self.scheduled_at!r}, manual={self.manual})"
 
 
 class ActionExecutor(abc.ABC):
@@ -239,7 +260,7 @@ class Registry:
             owners: dict[str, str] = {}
             for impl in self.plugin_manager.hook.omnicron_action_executors.get_hookimpls():
                 kwargs = {k: v for k, v in {"context": self.context}.items() if k in impl.argnames}
-                produced = impl.function(**kwargs) or ()
+                produced = cast("Iterable[ActionExecutor]", impl.function(**kwargs) or ())
                 for executor in produced:
                     kind = executor.action_type
                     if not kind:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import os
 import socket
 import uuid
@@ -51,7 +52,7 @@ class SchedulerConfig:
     handler: ExecutionHandler | None = None
     location: tzinfo | str | None = None
     registry: Registry | None = None
-    max_concurrency: int = 512
+    max_concurrency: int = 1024
     claim_batch: int = 1000
     shutdown_grace: float = 30.0
     misfire_grace: timedelta | None = None
@@ -77,6 +78,7 @@ class Scheduler:
         self._runs: set[asyncio.Task[None]] = set()
         self._pending: list[tuple[Job, ExecutionResult, datetime]] = []
         self._flush_task: asyncio.Task[None] | None = None
+        self._wake_at: datetime | None = None
         self._ran_hook = self.registry.plugin_manager.hook.omnicron_job_ran
         # The per-run logger is bound when the scheduler starts (after the host configured
         # structlog), so the fire path does not rebuild it through the lazy proxy each time.
@@ -126,6 +128,11 @@ class Scheduler:
         if self._wake is not None:
             self._wake.set()
 
+    def _poke_for(self, fire_at: datetime | None) -> None:
+        """Wake the loop only if ``fire_at`` is earlier than the time it sleeps until."""
+        if fire_at is not None and (self._wake_at is None or fire_at < self._wake_at):
+            self._poke()
+
     def _notify(self, hook: str, **kwargs: Any) -> None:
         caller = getattr(self.registry.plugin_manager.hook, hook)
         try:
@@ -161,7 +168,7 @@ class Scheduler:
         saved = await self._prepare_new(job, utcnow())
         await self.store.save(saved)
         self._copy_state(saved, job)
-        self._poke()
+        self._poke_for(saved.next_run_at)
         self._changed(saved, "added")
         return saved
 
@@ -176,7 +183,7 @@ class Scheduler:
             except JobValidationError as exc:
                 raise exc.with_prefix(f"[{index}]") from None
         await self.store.save_many(prepared)
-        self._poke()
+        self._poke_for(min((j.next_run_at for j in prepared if j.next_run_at), default=None))
         for job in prepared:
             self._changed(job, "added")
         return prepared
@@ -219,7 +226,7 @@ class Scheduler:
         if saved is None:
             raise JobNotFoundError(job.id)
         self._copy_state(saved, job)
-        self._poke()
+        self._poke_for(saved.next_run_at)
         self._changed(saved, "updated")
         return saved
 
@@ -231,7 +238,6 @@ class Scheduler:
             job = None
         await self.store.delete(job_id)
         if job is not None:
-            self._poke()
             self._changed(job, "removed")
 
     async def enable_job(self, job_id: str) -> Job:
@@ -249,7 +255,7 @@ class Scheduler:
         saved = await self.store.update(job_id, patch)
         if saved is None:
             return await self.store.get(job_id)  # JobNotFoundError, or already enabled
-        self._poke()
+        self._poke_for(saved.next_run_at)
         self._changed(saved, "enabled")
         return saved
 
@@ -268,7 +274,6 @@ class Scheduler:
         saved = await self.store.update(job_id, patch)
         if saved is None:
             return await self.store.get(job_id)
-        self._poke()
         self._changed(saved, "disabled")
         return saved
 
@@ -337,17 +342,23 @@ class Scheduler:
         job.run_count += 1
         job.last_error = "" if result.success else (result.error or "failed")
 
-    def _ran(self, job: Job, result: ExecutionResult) -> None:
-        self._run_log.info(
-            "job.run",
-            job_id=job.id,
-            action_type=job.action.type,
-            scheduled_at=result.scheduled_at,
-            lateness_ms=None if result.lateness is None else result.lateness / 1e6,
-            duration_ms=result.duration / 1e6,
-            outcome="success" if result.success else "failure",
-            error=result.error or None,
-        )
+    def _logs_info(self) -> bool:
+        """False when the host's structlog config filters INFO out (skip building events)."""
+        enabled = getattr(self._run_log, "is_enabled_for", None)
+        return True if enabled is None else bool(enabled(logging.INFO))
+
+    def _ran(self, job: Job, result: ExecutionResult, *, log: bool = True) -> None:
+        if log:
+            self._run_log.info(
+                "job.run",
+                job_id=job.id,
+                action_type=job.action.type,
+                scheduled_at=result.scheduled_at,
+                lateness_ms=None if result.lateness is None else result.lateness / 1e6,
+                duration_ms=result.duration / 1e6,
+                outcome="success" if result.success else "failure",
+                error=result.error or None,
+            )
         if self._ran_hook.get_hookimpls():
             self._notify("omnicron_job_ran", job=job, result=result)
 
@@ -363,9 +374,7 @@ class Scheduler:
                 result.scheduled_at = scheduled_at
                 missed = True
             else:
-                run = RunInfo(
-                    run_id=f"{job.id}@{scheduled_at.isoformat()}", scheduled_at=scheduled_at
-                )
+                run = RunInfo(scheduled_at=scheduled_at, job_id=job.id)
                 result = await self._execute(job, run)
                 missed = False
             self._pending.append((job, result, scheduled_at))
@@ -405,9 +414,10 @@ class Scheduler:
                 list(results), self._finish_patch(results, utcnow())
             )
             by_id = {j.id: j for j in saved}
+            log_runs = self._logs_info()
             for job, result, _ in batch:
-                self._ran(by_id.get(job.id, job), result)
-            self._poke()
+                self._ran(by_id.get(job.id, job), result, log=log_runs)
+            self._poke_for(min((j.next_run_at for j in saved if j.next_run_at), default=None))
 
     def _spawn(self, job: Job, scheduled_at: datetime) -> None:
         task = asyncio.ensure_future(self._run_claimed(job, scheduled_at))
@@ -429,13 +439,27 @@ class Scheduler:
             if free > 0:
                 now = utcnow()
                 scheduled: dict[str, datetime] = {}
+                # jobs sharing an expression share its next fire (everyone's "0 9 * * *")
+                memo: dict[tuple[str, str], datetime | None] = {}
 
                 def mark(
-                    job: Job, now: datetime = now, scheduled: dict[str, datetime] = scheduled
+                    job: Job,
+                    now: datetime = now,
+                    scheduled: dict[str, datetime] = scheduled,
+                    memo: dict[tuple[str, str], datetime | None] = memo,
                 ) -> Job:
                     scheduled[job.id] = job.next_run_at or now
                     job.status = JobStatus.RUNNING
-                    job.next_run_at = self._next_after(job, now) if job.is_recurring() else None
+                    sched = job.schedule
+                    if sched.cron and not sched.cron.startswith("@every"):
+                        key = (sched.cron, sched.timezone)
+                        if key not in memo:
+                            memo[key] = self._next_after(job, now)
+                        job.next_run_at = memo[key]
+                    elif job.is_recurring():
+                        job.next_run_at = self._next_after(job, now)
+                    else:
+                        job.next_run_at = None
                     return job
 
                 limit = min(free, claim_batch)
@@ -457,8 +481,11 @@ class Scheduler:
             if delay <= 0:
                 await asyncio.sleep(0)
                 continue
+            delay = min(delay, _MAX_SLEEP)
+            self._wake_at = utcnow() + timedelta(seconds=delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), min(delay, _MAX_SLEEP))
+                await asyncio.wait_for(wake.wait(), delay)
+            self._wake_at = None
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -128,14 +129,14 @@ class Store:
         await backend.delete(job_id)
         self._cache.pop(job_id, None)
 
-    async def list(self) -> list[Job]:
+    async def list(self) -> builtins.list[Job]:
         """Every job, ordered by id."""
         return await (await self._b()).list()
 
-    async def list_by_status(self, status: JobStatus | str) -> list[Job]:
+    async def list_by_status(self, status: JobStatus | str) -> builtins.list[Job]:
         return await (await self._b()).list(JobStatus(status))
 
-    async def list_enabled(self) -> list[Job]:
+    async def list_enabled(self) -> builtins.list[Job]:
         return await self.list_by_status(JobStatus.ENABLED)
 
     async def count(self, status: JobStatus | str | None = None) -> int:
@@ -151,13 +152,13 @@ class Store:
 
     async def claim_due(
         self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         jobs = await (await self._b()).claim_due(now, limit, mark, owner=owner)
         if self._cache:
             self._forget([j.id for j in jobs])
         return jobs
 
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> list[Job]:
+    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
         jobs = await (await self._b()).update_many(job_ids, patch)
         if self._cache:
             self._forget(job_ids)
@@ -170,8 +171,8 @@ class Store:
     async def next_due_at(self) -> datetime | None:
         return await (await self._b()).next_due_at()
 
-    async def unscheduled(self, limit: int) -> list[Job]:
+    async def unscheduled(self, limit: int) -> builtins.list[Job]:
         return await (await self._b()).unscheduled(limit)
 
-    async def recover_running(self, *, owner: str = "") -> list[str]:
+    async def recover_running(self, *, owner: str = "") -> builtins.list[str]:
         return await (await self._b()).recover_running(owner=owner)

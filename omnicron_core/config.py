@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ._errors import ConfigError, JobValidationError
-from ._models import Action, Job, JobStatus, Schedule, _dec_hook, utcnow
+from ._models import Action, Job, JobStatus, Schedule, dec_hook, utcnow
 from ._store import DEFAULT_STORE_URL
 
 __all__ = [
@@ -102,6 +102,8 @@ class Config(_Section):
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     plugins: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     jobs: list[Any] = msgspec.field(default_factory=list)
+    #: The agent skill's limits (``omnicron_core.skill.SkillConfig``), read by ``omnicron mcp``.
+    skill: dict[str, Any] = msgspec.field(default_factory=dict)
     #: Where the config came from (not a key of the file).
     source: str = ""
 
@@ -172,9 +174,11 @@ def decode_config(data: Mapping[str, Any], *, source: str = "") -> Config:
     sections: dict[str, Any] = {}
     # Decode each section on its own so an error in one does not hide another's.
     for key, value in raw.items():
-        if key not in ("scheduler", "log", "plugins", "jobs"):
+        if key not in ("scheduler", "log", "plugins", "jobs", "skill"):
             errors.append(
-                ConfigError("unknown section (expected scheduler, log, plugins or jobs)", field=key)
+                ConfigError(
+                    "unknown section (expected scheduler, log, plugins, jobs or skill)", field=key
+                )
             )
             continue
         if key == "plugins" and isinstance(value, dict):
@@ -252,7 +256,7 @@ def definition_hash(declared: DeclaredJob) -> str:
 
 def _decode_declared(raw: Any, prefix: str) -> DeclaredJob:
     try:
-        declared = msgspec.convert(raw, type=DeclaredJob, dec_hook=_dec_hook, strict=False)
+        declared = msgspec.convert(raw, type=DeclaredJob, dec_hook=dec_hook, strict=False)
     except msgspec.ValidationError as exc:
         raise located(exc, prefix) from None
     if (

@@ -42,7 +42,9 @@ def omnicron_add_hookspecs(plugin_manager: pluggy.PluginManager) -> None:
 
 
 @hookspec
-def omnicron_action_executors(context: PluginContext) -> Iterable[ActionExecutor]:
+def omnicron_action_executors(  # type: ignore[empty-body]
+    context: PluginContext,
+) -> Iterable[ActionExecutor]:
     """Return the action executors this plugin provides.
 
     Each executor names one action type (``ActionExecutor.action_type``), validates an
@@ -62,7 +64,7 @@ def omnicron_action_executors(context: PluginContext) -> Iterable[ActionExecutor
 
 
 @hookspec
-def omnicron_store_backends() -> Iterable[StoreBackendSpec]:
+def omnicron_store_backends() -> Iterable[StoreBackendSpec]:  # type: ignore[empty-body]
     """Return the store backends this plugin provides, one per URL scheme.
 
     A :class:`~omnicron_core.StoreBackendSpec` pairs a scheme (``"sqlite"``) with a factory

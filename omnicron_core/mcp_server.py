@@ -197,11 +197,8 @@ def load_server_settings(
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML: {exc}", field=str(config_path)) from None
-        raw_skill = data.pop("skill", {})
-        if not isinstance(raw_skill, dict):
-            raise ConfigError("expected a table", field="skill")
-        skill_table.update(raw_skill)
         config = decode_config(data, source=str(config_path))
+        skill_table.update(config.skill)
         plugins = {name: dict(section) for name, section in config.plugins.items()}
         store_url = config.scheduler.store
         zone = config.scheduler.timezone

@@ -270,6 +270,13 @@ class Runtime:
         errors += plugin_errors
         errors += _check_store(self.config, self.registry)
         errors += _check_metrics(self.config)
+        if self.config.skill:
+            from .skill import load_skill_config
+
+            try:
+                load_skill_config(self.config.skill)
+            except ConfigError as exc:
+                errors.append(exc)
         decoded, job_errors = decode_declared_jobs(self.config)
         # With broken plugin settings the executors cannot check actions; the original's
         # minimal checks still catch missing fields and unknown types.

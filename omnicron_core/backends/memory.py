@@ -1,18 +1,20 @@
 """``memory://``: jobs in this process only, gone at exit.
 
-Jobs are kept encoded, so nothing handed in or out is ever shared with the store, and a
-heap of (next_run_at, id) answers "what is due" without scanning.
+Jobs are kept as private deep copies (``Job.copy``), so nothing handed in or out is ever
+shared with the store, and a heap of (next_run_at, id) answers "what is due" without
+scanning.
 """
 
 from __future__ import annotations
 
+import builtins
 import heapq
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .._backend import JobPatch, StoreBackend
-from .._models import Job, JobStatus, decode_job, fast_encode
+from .._models import Job, JobStatus
 
 __all__ = ["MemoryBackend"]
 
@@ -26,11 +28,11 @@ def _ts(dt: datetime | None) -> int | None:
 
 class MemoryBackend(StoreBackend):
     def __init__(self) -> None:
-        self._rows: dict[str, bytes] = {}
+        self._rows: dict[str, Job] = {}
         # id -> next_run_at in epoch microseconds, for enabled jobs that have one
         self._due: dict[str, int] = {}
         self._status: dict[str, JobStatus] = {}
-        self._heap: list[tuple[int, str]] = []
+        self._heap: builtins.list[tuple[int, str]] = []
 
     @classmethod
     def from_url(cls, url: str, options: Mapping[str, Any]) -> MemoryBackend:
@@ -39,9 +41,9 @@ class MemoryBackend(StoreBackend):
     async def close(self) -> None:
         return None
 
-    def _put(self, job: Job) -> bytes:
-        data = fast_encode(job)
-        self._rows[job.id] = data
+    def _put(self, job: Job) -> None:
+        """Keep ``job`` itself: callers hand over a copy they no longer touch."""
+        self._rows[job.id] = job
         self._status[job.id] = job.status
         ts = _ts(job.next_run_at) if job.status == JobStatus.ENABLED else None
         if ts is None:
@@ -49,29 +51,28 @@ class MemoryBackend(StoreBackend):
         elif self._due.get(job.id) != ts:
             self._due[job.id] = ts
             heapq.heappush(self._heap, (ts, job.id))
-        return data
 
     async def save(self, job: Job) -> None:
-        self._put(job)
+        self._put(job.copy())
 
     async def save_many(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
-            self._put(job)
+            self._put(job.copy())
 
     async def get(self, job_id: str) -> Job | None:
-        data = self._rows.get(job_id)
-        return None if data is None else decode_job(data)
+        job = self._rows.get(job_id)
+        return None if job is None else job.copy()
 
     async def delete(self, job_id: str) -> bool:
         self._due.pop(job_id, None)
         self._status.pop(job_id, None)
         return self._rows.pop(job_id, None) is not None
 
-    async def list(self, status: JobStatus | None = None) -> list[Job]:
+    async def list(self, status: JobStatus | None = None) -> builtins.list[Job]:
         ids = sorted(
             self._rows if status is None else (i for i, s in self._status.items() if s == status)
         )
-        return [decode_job(self._rows[i]) for i in ids]
+        return [self._rows[i].copy() for i in ids]
 
     async def count(self, status: JobStatus | None = None) -> int:
         if status is None:
@@ -94,10 +95,10 @@ class MemoryBackend(StoreBackend):
 
     async def claim_due(
         self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         now_ts = _ts(now)
         assert now_ts is not None
-        out: list[Job] = []
+        out: builtins.list[Job] = []
         heap = self._heap
         while heap and len(out) < limit:
             ts, job_id = heap[0]
@@ -108,30 +109,30 @@ class MemoryBackend(StoreBackend):
                 break
             heapq.heappop(heap)
             del self._due[job_id]
-            job = mark(decode_job(self._rows[job_id]))
-            self._put(job)
+            job = mark(self._rows[job_id].copy())
+            self._put(job.copy())
             out.append(job)
         return out
 
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> list[Job]:
-        out: list[Job] = []
+    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
+        out: builtins.list[Job] = []
         for job_id in job_ids:
-            data = self._rows.get(job_id)
-            if data is None:
+            current = self._rows.get(job_id)
+            if current is None:
                 continue
-            job = patch(decode_job(data))
+            job = patch(current.copy())
             if job is not None:
-                self._put(job)
+                self._put(job.copy())
                 out.append(job)
         return out
 
-    async def unscheduled(self, limit: int) -> list[Job]:
-        out: list[Job] = []
+    async def unscheduled(self, limit: int) -> builtins.list[Job]:
+        out: builtins.list[Job] = []
         for job_id, status in self._status.items():
             if status == JobStatus.ENABLED and job_id not in self._due:
-                job = decode_job(self._rows[job_id])
+                job = self._rows[job_id]
                 if job.next_run_at is None:
-                    out.append(job)
+                    out.append(job.copy())
                     if len(out) >= limit:
                         break
         return out

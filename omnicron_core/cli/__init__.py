@@ -12,6 +12,7 @@ import click
 from .._errors import ConfigError, JobValidationError, StoreError
 from .._schedule import local_zone, resolve_zone
 from ..config import ConfigErrors
+from ..mcp_server import mcp_command
 from ..runtime import ReconcileReport, RunOptions, Runtime, plugin_infos, serve
 from ._common import (
     State,
@@ -275,3 +276,4 @@ def plugins(ctx: click.Context, config_path: Path | None, as_json: bool) -> None
 from ._jobs import jobs  # noqa: E402 - registers the group on main
 
 main.add_command(jobs)
+main.add_command(mcp_command)
