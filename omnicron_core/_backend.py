@@ -33,6 +33,11 @@ class StoreBackend(abc.ABC):
     #: True when several scheduler processes may share this backend (claims then use leases,
     #: and recovery only takes back expired leases).
     shared: bool = False
+    #: True when other processes may write the same jobs (an SQLite file that
+    #: ``omnicron jobs add`` also opens): the Scheduler then re-reads the earliest fire time
+    #: at least every ``SchedulerConfig.external_check`` seconds, since such a write cannot
+    #: wake it.
+    external_writers: bool = False
 
     async def open(self) -> None:  # noqa: B027 - optional
         """Connect, create or migrate the schema. Called once before use."""

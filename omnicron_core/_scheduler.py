@@ -46,6 +46,10 @@ class SchedulerConfig:
     - ``shutdown_grace``: seconds ``stop()`` waits for runs in flight before cancelling them.
     - ``misfire_grace``: a fire later than this is skipped (recorded, not run); ``None`` runs
       every late fire once (coalesced).
+    - ``external_check``: on a store other processes also write (an SQLite file), the most
+      seconds before the loop re-reads the earliest fire time (one indexed query), so a job
+      added by another process (``omnicron jobs add``) is not missed. Changes made through
+      this scheduler always wake it at once.
     """
 
     store: Store | None = None
@@ -56,6 +60,7 @@ class SchedulerConfig:
     claim_batch: int = 1000
     shutdown_grace: float = 30.0
     misfire_grace: timedelta | None = None
+    external_check: float = 1.0
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -433,6 +438,11 @@ class Scheduler:
         assert self._wake is not None
         wake = self._wake
         claim_batch = self.config.claim_batch
+        max_sleep = (
+            min(_MAX_SLEEP, self.config.external_check)
+            if self.store.backend.external_writers
+            else _MAX_SLEEP
+        )
         while not self._stopping:
             wake.clear()
             free = self.config.max_concurrency - len(self._runs)
@@ -475,13 +485,13 @@ class Scheduler:
                     await asyncio.sleep(0)
                     continue
                 next_at = await self.store.next_due_at()
-                delay = _MAX_SLEEP if next_at is None else (next_at - utcnow()).total_seconds()
+                delay = max_sleep if next_at is None else (next_at - utcnow()).total_seconds()
             else:
-                delay = _MAX_SLEEP  # woken when a slot frees
+                delay = max_sleep  # woken when a slot frees
             if delay <= 0:
                 await asyncio.sleep(0)
                 continue
-            delay = min(delay, _MAX_SLEEP)
+            delay = min(delay, max_sleep)
             self._wake_at = utcnow() + timedelta(seconds=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), delay)

@@ -656,3 +656,21 @@ async def test_caller_mutation_after_add_does_not_reach_store(
     await s.add_job(job)
     job.action.message = "changed"
     assert (await s.get_job("a")).action.message == "hello"
+
+
+async def test_job_added_by_another_process_is_picked_up(
+    make: Callable[..., Scheduler], db_url: str
+) -> None:
+    """A write through another connection (as `omnicron jobs add` makes) cannot wake the
+    loop; the store's external-writer check picks it up within `external_check`."""
+    rec = Recorder()
+    running = make(rec, external_check=0.2)
+    await running.start()
+    await asyncio.sleep(0.1)  # the loop is asleep with nothing due
+    other = make(url=db_url)  # a second connection to the same file, never started
+    await other.add_job(msg_job("ext", Schedule(once=soon(50))))
+    await wait_for(lambda: rec.count("ext") == 1, within=3.0)
+
+    mem = make(rec, url="memory://")
+    assert not mem.store.backend.external_writers
+    assert running.store.backend.external_writers

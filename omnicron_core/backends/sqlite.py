@@ -81,6 +81,7 @@ class SQLiteBackend(StoreBackend):
                 f"{', '.join(sorted(_SYNC_MODES))}"
             )
         self.synchronous = synchronous.lower()
+        self.external_writers = self.path != ":memory:"
         self._db: sqlite3.Connection | None = None
 
     @classmethod
