@@ -250,3 +250,43 @@ def test_core_does_not_import_executor_plugins() -> None:
 
 def test_pluggy_marker_is_named_after_the_host() -> None:
     assert isinstance(hookimpl, pluggy.HookimplMarker) and hookimpl.project_name == "omnicron"
+
+
+def test_plugin_settings_loader_locates_errors() -> None:
+    import msgspec
+
+    from omnicron_core import ConfigError
+    from omnicron_core.settings import SettingError, load_plugin_settings
+
+    class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+        mode: str = "a"
+        path: str = ""
+
+        def __post_init__(self) -> None:
+            if self.mode == "file" and not self.path:
+                raise SettingError("mode 'file' needs a path", "path")
+
+    assert load_plugin_settings({"mode": "file", "path": "x"}, Settings, "demo").path == "x"
+    assert load_plugin_settings(None, Settings, "demo") == Settings()
+    cases = [
+        ({"mode": 3}, "plugins.demo.mode", "Expected `str`"),
+        ({"mdoe": "a"}, "plugins.demo.mdoe", "allowed settings: mode, path"),
+        ({"mode": "file"}, "plugins.demo.path", "needs a path"),
+    ]
+    for data, field, fragment in cases:
+        with pytest.raises(ConfigError) as info:
+            load_plugin_settings(data, Settings, "demo")
+        assert info.value.field == field and fragment in info.value.message
+    with pytest.raises(ConfigError, match="expected a table"):
+        load_plugin_settings(["x"], Settings, "demo")  # type: ignore[arg-type]
+
+
+def test_env_secret_references(monkeypatch: pytest.MonkeyPatch) -> None:
+    from omnicron_core.secrets import MissingEnvVarError, malformed_env_ref, resolve_env_refs
+
+    monkeypatch.setenv("OMNI_TOKEN", "s3cret")
+    assert resolve_env_refs("Bearer ${env:OMNI_TOKEN}") == "Bearer s3cret"
+    with pytest.raises(MissingEnvVarError, match="OMNI_MISSING is not set"):
+        resolve_env_refs("${env:OMNI_MISSING}")
+    assert malformed_env_ref("x ${env:bad-name}") == "${env:bad-name}"
+    assert malformed_env_ref("${env:OK}") is None

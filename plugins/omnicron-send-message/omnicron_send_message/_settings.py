@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from omnicron_core import ConfigError
+from omnicron_core.settings import SettingError as _SettingError
+from omnicron_core.settings import load_plugin_settings
 
 from ._secrets import malformed_env_ref
 
@@ -28,12 +29,6 @@ TRANSPORTS = ("console", "jsonl", "http", "host")
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _CLIENT_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-
-
-class _SettingError(ValueError):
-    def __init__(self, message: str, key: str) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 class SendMessageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -109,36 +104,9 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-_FIELDS = tuple(SendMessageSettings.__struct_fields__)
-_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
-_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.S)
-_PREFIX = "plugins.send_message"
-
-
 def load_settings(data: Mapping[str, Any] | None) -> SendMessageSettings:
     """Convert the ``[plugins.send_message]`` section to :class:`SendMessageSettings`.
 
     Raises :class:`~omnicron_core.ConfigError` whose ``field`` is ``plugins.send_message.<key>``.
     """
-    if data is None:
-        return SendMessageSettings()
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"expected a table of settings, got {type(data).__name__}", field=_PREFIX)
-    try:
-        return msgspec.convert(dict(data), SendMessageSettings, strict=False)
-    except msgspec.ValidationError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, _SettingError):
-            raise ConfigError(str(cause), field=f"{_PREFIX}.{cause.key}") from None
-        text = str(exc)
-        unknown = _UNKNOWN.search(text)
-        if unknown:
-            raise ConfigError(
-                f"unknown setting {unknown.group(1)!r}; allowed settings: {', '.join(_FIELDS)}",
-                field=f"{_PREFIX}.{unknown.group(1)}",
-            ) from None
-        located = _PATH.match(text)
-        if located:
-            message, path = located.groups()
-            raise ConfigError(message, field=f"{_PREFIX}.{path}") from None
-        raise ConfigError(text, field=_PREFIX) from None
+    return load_plugin_settings(data, SendMessageSettings, "send_message")

@@ -8,19 +8,14 @@ from typing import Annotated, Any
 
 import msgspec
 
-from omnicron_core import ConfigError
+from omnicron_core.settings import SettingError as _SettingError
+from omnicron_core.settings import load_plugin_settings
 
 __all__ = ["ALLOW_ALL", "ToolSettings", "load_settings"]
 
 #: An ``allow`` entry that allows every registered tool.
 ALLOW_ALL = "*"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
-
-
-class _SettingError(ValueError):
-    def __init__(self, message: str, key: str) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 class ToolSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -51,36 +46,9 @@ class ToolSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fro
         return ALLOW_ALL in self.allow
 
 
-_FIELDS = tuple(ToolSettings.__struct_fields__)
-_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
-_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.S)
-_PREFIX = "plugins.tool"
-
-
 def load_settings(data: Mapping[str, Any] | None) -> ToolSettings:
     """Convert the ``[plugins.tool]`` section to :class:`ToolSettings`.
 
     Raises :class:`~omnicron_core.ConfigError` whose ``field`` is ``plugins.tool.<key>``.
     """
-    if data is None:
-        return ToolSettings()
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"expected a table of settings, got {type(data).__name__}", field=_PREFIX)
-    try:
-        return msgspec.convert(dict(data), ToolSettings, strict=False)
-    except msgspec.ValidationError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, _SettingError):
-            raise ConfigError(str(cause), field=f"{_PREFIX}.{cause.key}") from None
-        text = str(exc)
-        unknown = _UNKNOWN.search(text)
-        if unknown:
-            raise ConfigError(
-                f"unknown setting {unknown.group(1)!r}; allowed settings: {', '.join(_FIELDS)}",
-                field=f"{_PREFIX}.{unknown.group(1)}",
-            ) from None
-        located = _PATH.match(text)
-        if located:
-            message, path = located.groups()
-            raise ConfigError(message, field=f"{_PREFIX}.{path}") from None
-        raise ConfigError(text, field=_PREFIX) from None
+    return load_plugin_settings(data, ToolSettings, "tool")

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from omnicron_core import ConfigError
+from omnicron_core.settings import SettingError as _SettingError
+from omnicron_core.settings import load_plugin_settings
 
 from ._secrets import find_env_refs, malformed_env_ref
 
@@ -20,12 +21,6 @@ __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "WebhookSettings", "load_settings", "si
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HOST = re.compile(r"^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?$")
-
-
-class _SettingError(ValueError):
-    def __init__(self, message: str, key: str) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 class WebhookSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -126,37 +121,9 @@ def signing_key(secret: str) -> bytes:
     return secret.encode()
 
 
-_FIELDS = tuple(sorted(WebhookSettings.__struct_fields__))
-_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
-_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.S)
-
-
 def load_settings(data: Mapping[str, Any] | None) -> WebhookSettings:
     """Convert the ``[plugins.webhook]`` section to :class:`WebhookSettings`.
 
     Raises :class:`~omnicron_core.ConfigError` whose ``field`` is ``plugins.webhook.<key>``.
     """
-    if data is None:
-        return WebhookSettings()
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"expected a table of settings, got {type(data).__name__}", field="plugins.webhook"
-        )
-    try:
-        return msgspec.convert(dict(data), WebhookSettings, strict=False)
-    except msgspec.ValidationError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, _SettingError):
-            raise ConfigError(str(cause), field=f"plugins.webhook.{cause.key}") from None
-        text = str(exc)
-        unknown = _UNKNOWN.search(text)
-        if unknown:
-            raise ConfigError(
-                f"unknown setting {unknown.group(1)!r}; allowed settings: {', '.join(_FIELDS)}",
-                field=f"plugins.webhook.{unknown.group(1)}",
-            ) from None
-        located = _PATH.match(text)
-        if located:
-            message, path = located.groups()
-            raise ConfigError(message, field=f"plugins.webhook.{path}") from None
-        raise ConfigError(text, field="plugins.webhook") from None
+    return load_plugin_settings(data, WebhookSettings, "webhook")

@@ -1,0 +1,58 @@
+"""``${env:NAME}`` secret references, resolved from the environment at send time.
+
+Shared by executors so that tokens live in the environment, not in the job store: a job
+stores the reference, the executor resolves it just before sending.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+__all__ = ["MissingEnvVarError", "find_env_refs", "malformed_env_ref", "resolve_env_refs"]
+
+_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+_ANY_REF = re.compile(r"\$\{env:[^}]*\}?")
+
+
+class MissingEnvVarError(KeyError):
+    """A ``${env:NAME}`` reference names a variable that is not set."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"environment variable {self.name} is not set"
+
+
+def find_env_refs(value: str) -> list[str]:
+    """The variable names referenced in ``value``, in order."""
+    return _ENV_REF.findall(value)
+
+
+def malformed_env_ref(value: str) -> str | None:
+    """The first ``${env:...`` reference in ``value`` that is not ``${env:NAME}``, or None."""
+    for match in _ANY_REF.finditer(value):
+        if not _ENV_REF.fullmatch(match.group(0)):
+            return match.group(0)
+    return None
+
+
+def resolve_env_refs(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """Replace every ``${env:NAME}`` in ``value`` with the variable's value.
+
+    Raises :class:`MissingEnvVarError` for an unset variable, so a literal reference is never
+    sent in place of the secret.
+    """
+    env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        try:
+            return env[name]
+        except KeyError:
+            raise MissingEnvVarError(name) from None
+
+    return _ENV_REF.sub(substitute, value)
