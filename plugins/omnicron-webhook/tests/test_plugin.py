@@ -61,7 +61,10 @@ def test_bad_settings_through_the_registry_raise_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         _ = registry.executors
     assert info.value.field == "plugins.webhook.retries"
-    assert "allowed settings: timeout, max_timeout, max_attempts, backoff_initial" in info.value.message
+    assert (
+        "allowed settings: timeout, max_timeout, max_attempts, backoff_initial"
+        in info.value.message
+    )
 
 
 def test_default_settings() -> None:
