@@ -31,6 +31,7 @@ ExecutionHandler = Callable[[Job], "ExecutionResult | Awaitable[ExecutionResult]
 _log = structlog.get_logger("omnicron")
 _MAX_SLEEP = 60.0  # re-check the clock at least this often (wall-clock jumps, suspend)
 _NS_PER_US = 1000
+_WRITE_RETRIES = 5
 
 
 @dataclass
@@ -400,9 +401,9 @@ class Scheduler:
                 cur.last_error = result.error
             if cur.status == JobStatus.RUNNING:
                 cur.status = JobStatus.ENABLED if cur.is_recurring() else JobStatus.DISABLED
-            if cur.status != JobStatus.ENABLED or not cur.is_recurring():
-                cur.next_run_at = None if cur.status != JobStatus.ENABLED else cur.next_run_at
-            elif cur.next_run_at is None or cur.next_run_at <= now:
+            if cur.status != JobStatus.ENABLED:
+                cur.next_run_at = None
+            elif cur.is_recurring() and (cur.next_run_at is None or cur.next_run_at <= now):
                 # ticks that fell inside the run are skipped, not queued
                 cur.next_run_at = self._next_after(cur, now)
             return cur
@@ -412,12 +413,29 @@ class Scheduler:
     async def _flush(self) -> None:
         """Write back the run state of finished runs, many per transaction."""
         await asyncio.sleep(0)
+        failures = 0
         while self._pending:
             batch, self._pending = self._pending, []
             results = {job.id: result for job, result, _ in batch}
-            saved = await self.store.update_many(
-                list(results), self._finish_patch(results, utcnow())
-            )
+            try:
+                saved = await self.store.update_many(
+                    list(results), self._finish_patch(results, utcnow())
+                )
+            except Exception as exc:
+                # keep the results and retry; after a few tries give up: the jobs stay
+                # `running` in the store and start() recovers them
+                failures += 1
+                _log.error(
+                    "store.write_failed",
+                    runs=len(batch),
+                    attempt=failures,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                if failures >= _WRITE_RETRIES:
+                    return
+                self._pending[:0] = batch
+                await asyncio.sleep(0.5 * failures)
+                continue
             by_id = {j.id: j for j in saved}
             log_runs = self._logs_info()
             for job, result, _ in batch:

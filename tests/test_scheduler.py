@@ -741,3 +741,24 @@ def test_kill_9_during_a_run_is_recovered_at_next_start(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(check())
+
+
+async def test_a_failed_run_state_write_is_retried(make: Callable[..., Scheduler]) -> None:
+    rec = Recorder()
+    s = make(rec, url="memory://")
+    await s.add_job(msg_job("once", Schedule(once=soon(50))))
+    real = s.store.update_many
+    calls = {"n": 0}
+
+    async def flaky(ids: Any, patch: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("disk hiccup")
+        return await real(ids, patch)
+
+    s.store.update_many = flaky  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        await s.start()
+        job = await stored_when(s, "once", lambda j: j.status is JobStatus.DISABLED)
+    assert job.run_count == 1 and calls["n"] >= 2
+    assert any(e["event"] == "store.write_failed" for e in logs)
