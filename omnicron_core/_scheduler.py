@@ -502,7 +502,11 @@ class Scheduler:
                 if len(claimed) == limit:
                     await asyncio.sleep(0)
                     continue
-                next_at = await self.store.next_due_at()
+                try:
+                    next_at = await self.store.next_due_at()
+                except Exception as exc:  # retry soon rather than let the loop die
+                    _log.error("store.read_failed", error=f"{type(exc).__name__}: {exc}")
+                    next_at = utcnow() + timedelta(seconds=1)
                 delay = max_sleep if next_at is None else (next_at - utcnow()).total_seconds()
             else:
                 delay = max_sleep  # woken when a slot frees

@@ -762,3 +762,23 @@ async def test_a_failed_run_state_write_is_retried(make: Callable[..., Scheduler
         job = await stored_when(s, "once", lambda j: j.status is JobStatus.DISABLED)
     assert job.run_count == 1 and calls["n"] >= 2
     assert any(e["event"] == "store.write_failed" for e in logs)
+
+
+async def test_the_loop_survives_store_read_errors(make: Callable[..., Scheduler]) -> None:
+    rec = Recorder()
+    s = make(rec, url="memory://")
+    real = s.store.next_due_at
+    calls = {"n": 0}
+
+    async def flaky() -> Any:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise OSError("store unreachable")
+        return await real()
+
+    s.store.next_due_at = flaky  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        await s.start()
+        await s.add_job(msg_job("once", Schedule(once=soon(1500))))
+        await wait_for(lambda: rec.count("once") == 1, within=5)
+    assert sum(e["event"] == "store.read_failed" for e in logs) == 2
