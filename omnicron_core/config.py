@@ -26,6 +26,7 @@ import msgspec
 
 from ._errors import ConfigError, JobValidationError
 from ._models import Action, Job, JobStatus, Schedule, dec_hook, utcnow
+from ._scheduler import SchedulerConfig
 from ._store import DEFAULT_STORE_URL
 
 __all__ = [
@@ -73,9 +74,9 @@ class SchedulerSettings(_Section):
     #: Backend-specific options passed to the store factory.
     store_options: dict[str, Any] = msgspec.field(default_factory=dict)
     #: Runs in flight at once.
-    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 512
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] = SchedulerConfig.max_concurrency
     #: Seconds a stop waits for runs in flight before cancelling them.
-    shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = SchedulerConfig.shutdown_grace
     #: Seconds after its fire time past which a run is skipped (recorded as missed);
     #: unset runs every late fire once.
     misfire_grace: Annotated[float, msgspec.Meta(ge=0)] | None = None

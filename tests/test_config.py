@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from omnicron_core import JobStatus
+from omnicron_core import JobStatus, SchedulerConfig
 from omnicron_core.config import (
     SOURCE_CONFIG,
     SOURCE_HASH_KEY,
@@ -43,7 +43,7 @@ action = { type = "send_message", session_id = "s", message = "m" }
 def test_defaults_without_a_file() -> None:
     config = load_config(None)
     assert config.scheduler.store == "sqlite:///omnicron.db"
-    assert config.scheduler.max_concurrency == 512
+    assert config.scheduler.max_concurrency == SchedulerConfig().max_concurrency == 1024
     assert config.scheduler.shutdown_grace == 30.0
     assert config.scheduler.metrics_port is None
     assert config.log.level == "info" and config.log.format == "auto"
