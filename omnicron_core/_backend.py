@@ -67,6 +67,11 @@ class StoreBackend(abc.ABC):
     async def list(self, status: JobStatus | None = None) -> builtins.list[Job]:
         """Jobs ordered by id, optionally only those with ``status``."""
 
+    async def list_by_metadata(self, key: str, value: str) -> builtins.list[Job]:
+        """Jobs whose ``metadata[key] == value``, ordered by id. Backends should override
+        this with a query that does not decode every job (the config reconcile uses it)."""
+        return [job for job in await self.list() if (job.metadata or {}).get(key) == value]
+
     @abc.abstractmethod
     async def count(self, status: JobStatus | None = None) -> int:
         """How many jobs (with ``status``, if given)."""

@@ -133,6 +133,10 @@ class Store:
         """Every job, ordered by id."""
         return await (await self._b()).list()
 
+    async def list_by_metadata(self, key: str, value: str) -> builtins.list[Job]:
+        """Jobs whose ``metadata[key] == value``, ordered by id."""
+        return await (await self._b()).list_by_metadata(key, value)
+
     async def list_by_status(self, status: JobStatus | str) -> builtins.list[Job]:
         return await (await self._b()).list(JobStatus(status))
 

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING, Any, cast
 import pluggy
 import structlog
 
-from ._errors import ConfigError, JobValidationError, OmnicronError, PluginError, StoreError
+from ._errors import (
+    ConfigError,
+    JobNotFoundError,
+    JobValidationError,
+    OmnicronError,
+    PluginError,
+    StoreError,
+)
 from ._models import Job
 from ._plugins import ENTRY_POINT_GROUP, Registry, get_plugin_manager
 from ._schedule import resolve_zone
@@ -319,10 +326,19 @@ async def reconcile(scheduler: Scheduler, declared: list[Job]) -> ReconcileRepor
             scheduler.validate(job)
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
-    existing = {job.id: job for job in await scheduler.list_jobs()}
+    # only the declared jobs are read: a store of a million jobs added at run time costs
+    # one filtered query here, not a million decodes
+    existing = {
+        job.id: job for job in await scheduler.store.list_by_metadata(SOURCE_KEY, SOURCE_CONFIG)
+    }
     for index, job in enumerate(declared):
-        current = existing.get(job.id)
-        if current is not None and not is_declared(current):
+        if job.id in existing:
+            continue
+        try:
+            current: Job | None = await scheduler.get_job(job.id)
+        except JobNotFoundError:
+            current = None
+        if current is not None:
             errors.append(
                 ConfigError(
                     f"job id {job.id!r} belongs to a job added at run time, which the config "

@@ -208,3 +208,14 @@ def test_a_save_that_returned_survives_kill_9(tmp_path: Path) -> None:
     stored = {row[0] for row in db.execute("SELECT id FROM jobs")}
     db.close()
     assert set(acknowledged) <= stored
+
+
+async def test_list_by_metadata_returns_only_matching_jobs(store: Store) -> None:
+    for job_id, source in (("a", "config"), ("b", None), ("c", "config"), ("d", "api")):
+        job = _job(job_id)
+        if source:
+            job.metadata = {"omnicron.source": source, "n": 1}
+        await store.save(job)
+    found = await store.list_by_metadata("omnicron.source", "config")
+    assert [j.id for j in found] == ["a", "c"]
+    assert await store.list_by_metadata("omnicron.source", "nothing") == []

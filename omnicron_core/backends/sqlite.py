@@ -191,6 +191,16 @@ class SQLiteBackend(StoreBackend):
             )
         return [decode_job(r[0]) for r in rows]
 
+    async def list_by_metadata(self, key: str, value: str) -> builtins.list[Job]:
+        # JSON1 filters in SQLite: only matching rows are decoded
+        if '"' in key or "\\" in key:
+            raise ValueError(f"metadata key {key!r} may not contain quotes or backslashes")
+        path = f'$.metadata."{key}"'
+        rows = self.db.execute(
+            "SELECT data FROM jobs WHERE json_extract(data, ?) = ? ORDER BY id", (path, value)
+        )
+        return [decode_job(r[0]) for r in rows]
+
     async def count(self, status: JobStatus | None = None) -> int:
         if status is None:
             return int(self.db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
