@@ -22,6 +22,18 @@ from omnicron_core import Job, decode_job
 CLI = [sys.executable, "-m", "omnicron_core.cli"]
 
 
+def start_cli(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """A real ``omnicron`` process in ``cwd``, its output captured."""
+    return subprocess.Popen(
+        [*CLI, *args],
+        cwd=cwd,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def env(**extra: str) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if not k.startswith("OMNICRON_")}
     out.update({"OMNICRON_LOG_FORMAT": "json", **extra})
@@ -122,14 +134,7 @@ def test_run_fires_and_exits_after_for(tmp_path: Path) -> None:
 def test_sigterm_saves_state_and_restart_loses_nothing(tmp_path: Path) -> None:
     config = write_config(tmp_path, message_job("tick"))
     messages = tmp_path / "messages.jsonl"
-    proc = subprocess.Popen(
-        [*CLI, "run", "-c", str(config)],
-        cwd=tmp_path,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(tmp_path, "run", "-c", str(config))
     try:
         wait_for(lambda: len(lines(messages)) >= 3)
         proc.send_signal(signal.SIGTERM)
@@ -167,14 +172,7 @@ schedule = { interval = "200ms" }
 action = { type = "call_tool", tool_name = "now" }
 """,
     )
-    proc = subprocess.Popen(
-        [*CLI, "run", "-c", str(config)],
-        cwd=tmp_path,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(tmp_path, "run", "-c", str(config))
     try:
         wait_for(
             lambda: (
@@ -355,14 +353,7 @@ def test_metrics_endpoint_over_http(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = write_config(tmp_path, message_job("tick", "200ms"))
-    proc = subprocess.Popen(
-        [*CLI, "run", "-c", str(config), "--metrics-port", str(port)],
-        cwd=tmp_path,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(tmp_path, "run", "-c", str(config), "--metrics-port", str(port))
     base = f"http://127.0.0.1:{port}"
 
     def get(path: str) -> tuple[int, str]:
