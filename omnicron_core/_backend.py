@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
-from ._models import Job, JobStatus
+from ._models import ExecutionResult, Job, JobStatus, utcnow
 
 __all__ = ["JobPatch", "StoreBackend"]
 
@@ -104,3 +104,34 @@ class StoreBackend(abc.ABC):
         """Ids of jobs left ``running`` by a scheduler that died (every running job on an
         embedded backend; only expired leases on a shared one)."""
         return [job.id for job in await self.list(JobStatus.RUNNING)]
+
+    # -- optional hooks for shared backends (PostgreSQL); the defaults suit embedded ones ----
+
+    async def now(self) -> datetime:
+        """The current time by the store's clock (aware, UTC). The Scheduler claims with it,
+        so several processes sharing a database agree on what is due whatever their own
+        clocks say. Default: this machine's clock."""
+        return utcnow()
+
+    def watch(self, wake: Callable[[], None] | None) -> None:  # noqa: B027 - optional
+        """Called by the Scheduler when it starts (``None`` when it stops) with a function
+        that wakes its loop. A backend that hears of other processes' writes (PostgreSQL's
+        LISTEN/NOTIFY) calls it from the event loop's thread. Default: nothing."""
+
+    async def finish_runs(
+        self,
+        job_ids: Sequence[str],
+        patch: JobPatch,
+        results: Mapping[str, ExecutionResult],
+    ) -> builtins.list[Job]:
+        """Write back the run state of finished scheduled runs (``results`` by job id):
+        :meth:`update_many` with ``patch``, which is the default. A shared backend records
+        each run's outcome here and refuses the write of a run whose lease it lost (another
+        process took the job back), returning only the jobs it wrote."""
+        return await self.update_many(job_ids, patch)
+
+    def stats(self) -> Mapping[str, float]:
+        """Counters and gauges of this process's use of the store, exported by the metrics
+        server as ``omnicron_store_<name>`` (names ending in ``_total`` are counters).
+        Default: none."""
+        return {}

@@ -418,8 +418,8 @@ class Scheduler:
             batch, self._pending = self._pending, []
             results = {job.id: result for job, result, _ in batch}
             try:
-                saved = await self.store.update_many(
-                    list(results), self._finish_patch(results, utcnow())
+                saved = await self.store.finish_runs(
+                    list(results), self._finish_patch(results, utcnow()), results
                 )
             except Exception as exc:
                 # keep the results and retry; after a few tries give up: the jobs stay
@@ -452,6 +452,15 @@ class Scheduler:
         if len(self._runs) == self.config.max_concurrency - 1:
             self._poke()
 
+    async def _clock(self) -> datetime:
+        """Now by the store's clock (a shared database's), so that what is due is decided
+        alike on every node; this machine's clock if the store cannot say."""
+        try:
+            return await self.store.now()
+        except Exception as exc:
+            _log.error("store.read_failed", error=f"{type(exc).__name__}: {exc}")
+            return utcnow()
+
     async def _loop(self) -> None:
         assert self._wake is not None
         wake = self._wake
@@ -465,7 +474,7 @@ class Scheduler:
             wake.clear()
             free = self.config.max_concurrency - len(self._runs)
             if free > 0:
-                now = utcnow()
+                now = await self._clock()
                 scheduled: dict[str, datetime] = {}
                 # jobs sharing an expression share its next fire (everyone's "0 9 * * *")
                 memo: dict[tuple[str, str], datetime | None] = {}
@@ -507,7 +516,11 @@ class Scheduler:
                 except Exception as exc:  # retry soon rather than let the loop die
                     _log.error("store.read_failed", error=f"{type(exc).__name__}: {exc}")
                     next_at = utcnow() + timedelta(seconds=1)
-                delay = max_sleep if next_at is None else (next_at - utcnow()).total_seconds()
+                delay = (
+                    max_sleep
+                    if next_at is None
+                    else (next_at - await self._clock()).total_seconds()
+                )
             else:
                 delay = max_sleep  # woken when a slot frees
             if delay <= 0:
@@ -536,6 +549,7 @@ class Scheduler:
             raise
         self._run_log = _log.bind()
         self._wake = asyncio.Event()
+        self.store.backend.watch(self._poke)
         self._loop_task = asyncio.ensure_future(self._loop())
         _log.info("scheduler.started", location=str(self.location))
 
@@ -602,6 +616,7 @@ class Scheduler:
         if self._pending:
             await self._flush()
         await self.registry.aclose()
+        self.store.backend.watch(None)
         self._running = False
         self._wake = None
         _log.info("scheduler.stopped")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ import msgspec
 
 from ._backend import JobPatch, StoreBackend
 from ._errors import JobNotFoundError, StoreError
-from ._models import Job, JobStatus, decode_job, fast_encode
+from ._models import ExecutionResult, Job, JobStatus, decode_job, fast_encode
 from ._plugins import Registry
 
 __all__ = ["DEFAULT_STORE_URL", "Store", "StoreConfig"]
@@ -180,3 +180,15 @@ class Store:
 
     async def recover_running(self, *, owner: str = "") -> builtins.list[str]:
         return await (await self._b()).recover_running(owner=owner)
+
+    async def now(self) -> datetime:
+        """The current time by the backend's clock (a shared database's, for example)."""
+        return await (await self._b()).now()
+
+    async def finish_runs(
+        self, job_ids: Sequence[str], patch: JobPatch, results: Mapping[str, ExecutionResult]
+    ) -> builtins.list[Job]:
+        jobs = await (await self._b()).finish_runs(job_ids, patch, results)
+        if self._cache:
+            self._forget(job_ids)
+        return jobs
