@@ -1,0 +1,955 @@
+"""``postgresql://``: jobs shared by several scheduler nodes; each scheduled fire runs once.
+
+How (docs/deployment.md has the operator's view):
+
+- **Claim and advance in one transaction**: ``SELECT … FOR UPDATE SKIP LOCKED`` takes a batch
+  of due jobs, the Scheduler's ``mark`` computes each next fire time, one ``INSERT`` records
+  every fire in ``omnicron_fires`` and one ``UPDATE`` writes the jobs back. A node that dies
+  before ``COMMIT`` leaves nothing behind; the next node takes the jobs at once.
+- **Fire identity is a unique key**: ``UNIQUE (job_id, scheduled_for)``. A fire that already has
+  its row is not started again (its job is only moved on). Manual triggers have no fire row.
+- **Leases only for runs in flight**: a fire row carries ``lease_owner``, ``lease_until`` and
+  ``attempt`` (the fencing token). A thread of this node with its own connection renews them
+  every third of the lease (actions on the event loop cannot starve it) and heartbeats; a
+  finish is written only while the row is still ``running`` with our owner and attempt, so a
+  node that lost its lease has its late finish refused.
+- **Reaper on every node** (same thread): a run whose lease expired, or whose node is known
+  dead (its heartbeat is old, or its session's advisory lock is gone and the heartbeat is a
+  few seconds old), is taken back: ``interrupted`` (the job moves on), or ``retrying`` with
+  ``retry_interrupted`` (the same fire runs again with ``attempt + 1``).
+- **Database time only**: SQL uses ``now()``; :meth:`now` is this machine's clock corrected by
+  the offset to the server's ``clock_timestamp()``, measured every heartbeat.
+- **LISTEN/NOTIFY for changes only**: a save, update or enable that makes a job due sends one
+  ``pg_notify`` inside its transaction; each node listens on its own connection and wakes its
+  Scheduler; after a reconnect it wakes too (a full re-read of what is due), and the
+  Scheduler's bounded poll (``external_check``, 1 s) is the safety net. Fires send none.
+- Sessions set ``lock_timeout``, ``idle_in_transaction_session_timeout`` and TCP keepalives,
+  so a partitioned node cannot hold rows for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import msgspec
+import psycopg
+import structlog
+from psycopg import sql
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from omnicron_core import (
+    Duration,
+    ExecutionResult,
+    Job,
+    JobPatch,
+    JobStatus,
+    StoreBackend,
+    StoreError,
+    decode_job,
+)
+
+from ._schema import ADVISORY_CLASS, MIGRATIONS, migrate_sql_lock_key
+from ._settings import PgSettings, default_node_id, parse_settings
+
+__all__ = ["PostgresBackend"]
+
+_log = structlog.get_logger("omnicron.postgres")
+_T = TypeVar("_T")
+_INT4 = 2147483647
+
+
+def _error(message: str, *, transient: bool) -> StoreError:
+    try:
+        return StoreError(message, transient=transient)  # type: ignore[call-arg]
+    except TypeError:  # a core without StoreError.transient
+        return StoreError(message)
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Duration):
+        return str(obj)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def _encode(job: Job) -> str:
+    """Compact storage JSON (defaults omitted; ``decode_job`` reads it back)."""
+    return _ENCODER.encode(job).decode()
+
+
+def _released(job: Job) -> Job:
+    """A claimed job whose fire already has its row: move it on without running it."""
+    if job.status == JobStatus.RUNNING:
+        if job.next_run_at is not None and job.is_recurring():
+            job.status = JobStatus.ENABLED
+        else:
+            job.status = JobStatus.DISABLED
+            job.next_run_at = None
+    return job
+
+
+class _Held:
+    """The runs this node holds leases for: job id -> (fire row id, attempt, owner)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, tuple[int, int, str]] = {}
+        self.lost: set[int] = set()
+
+    def add(self, job_id: str, fire: int, attempt: int, owner: str) -> None:
+        with self._lock:
+            self._runs[job_id] = (fire, attempt, owner)
+
+    def pop(self, job_id: str) -> tuple[int, int, str] | None:
+        with self._lock:
+            return self._runs.pop(job_id, None)
+
+    def get(self, job_id: str) -> tuple[int, int, str] | None:
+        with self._lock:
+            return self._runs.get(job_id)
+
+    def snapshot(self) -> list[tuple[int, int]]:
+        with self._lock:
+            return [(fire, attempt) for fire, attempt, _ in self._runs.values()]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+
+class PostgresBackend(StoreBackend):
+    shared = True
+    external_writers = True  # `omnicron jobs ...` and other nodes write too
+
+    def __init__(self, settings: PgSettings) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id
+        self._fixed_node_id = bool(settings.node_id)
+        self._schema = sql.Identifier(settings.schema)
+        self._channel = f"omnicron_{settings.schema}"
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] | None = None
+        self._held = _Held()
+        self._offset = timedelta(0)  # server clock - this machine's clock
+        self._wake: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._node_started = False
+        self._maint: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._last_contact = time.monotonic()
+        self._cut_off = False
+        self._stats: dict[str, float] = {
+            "claims_total": 0,
+            "claimed_fires_total": 0,
+            "claim_seconds_total": 0.0,
+            "claim_latency_seconds": 0.0,
+            "leases_held": 0,
+            "lease_losses_total": 0,
+            "finishes_refused_total": 0,
+            "reaped_runs_total": 0,
+            "notifies_received_total": 0,
+            "notify_lag_seconds": 0.0,
+            "reconnects_total": 0,
+        }
+
+    @classmethod
+    def from_url(cls, url: str, options: Mapping[str, Any]) -> PostgresBackend:
+        return cls(parse_settings(url, options))
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _connect_kwargs(self, role: str) -> dict[str, Any]:
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "application_name": f"omnicron {role} {self.node_id or default_node_id()}"[:63],
+            "connect_timeout": max(1, round(s.connect_timeout)),
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            # a partitioned or stopped node cannot hold rows for long; TimeZone for decoding
+            "options": (
+                "-c lock_timeout=5s -c idle_in_transaction_session_timeout=30s "
+                f"-c TimeZone=UTC -c search_path={s.schema}"
+            ),
+        }
+        if s.password is not None:
+            kwargs["password"] = s.password
+        return kwargs
+
+    def _fail(self, what: str, exc: BaseException) -> StoreError:
+        transient = isinstance(exc, psycopg.OperationalError | psycopg.errors.LockNotAvailable)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _error(
+            f"postgres store {self.settings.display}: {what} failed: {detail}",
+            transient=transient,
+        )
+
+    @property
+    def pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
+        if self._pool is None:
+            raise StoreError("postgres store is not open (or was closed)")
+        return self._pool
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] = AsyncConnectionPool(
+            self.settings.conninfo,
+            kwargs=self._connect_kwargs("pool"),
+            min_size=1,
+            max_size=self.settings.pool_size,
+            open=False,
+            name="omnicron",
+            reconnect_timeout=3600,
+        )
+        try:
+            await pool.open(wait=True, timeout=self.settings.connect_timeout)
+        except Exception as exc:
+            await pool.close()
+            raise _error(
+                f"cannot connect to postgres store {self.settings.display}: "
+                f"{type(exc).__name__}: {exc}",
+                transient=True,
+            ) from None
+        self._pool = pool
+        try:
+            await self._migrate()
+            await self._measure_offset()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self) -> None:
+        schema = self._schema
+        lock = migrate_sql_lock_key(self.settings.schema)
+
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> None:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+            await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+            await conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.omnicron_schema (version integer NOT NULL)"
+                ).format(schema)
+            )
+            cur = await conn.execute(
+                sql.SQL("SELECT version FROM {}.omnicron_schema").format(schema)
+            )
+            row = await cur.fetchone()
+            version = 0 if row is None else int(row[0])
+            if row is None:
+                await conn.execute(
+                    sql.SQL("INSERT INTO {}.omnicron_schema VALUES (0)").format(schema)
+                )
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"postgres store {self.settings.display} has schema version {version}, "
+                    f"newer than this omnicron-postgres understands ({len(MIGRATIONS)}); "
+                    "upgrade it"
+                )
+            for number in range(version, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        await conn.execute(statement)
+                await conn.execute(
+                    sql.SQL("UPDATE {}.omnicron_schema SET version = %s").format(schema),
+                    (number + 1,),
+                )
+                _log.info("postgres.migrated", schema=self.settings.schema, version=number + 1)
+
+        await self._tx("migrate", work)
+
+    async def _measure_offset(self) -> None:
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> datetime:
+            cur = await conn.execute("SELECT clock_timestamp()")
+            row = await cur.fetchone()
+            assert row is not None
+            server: datetime = row[0]
+            return server
+
+        t0 = datetime.now(UTC)
+        server = await self._tx("clock", work)
+        t1 = datetime.now(UTC)
+        self._offset = server - (t0 + (t1 - t0) / 2)
+
+    async def _tx(
+        self,
+        what: str,
+        work: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[_T]],
+    ) -> _T:
+        """Run ``work`` in one transaction; a lost connection (restart, terminated session)
+        is retried on a fresh one, as the transaction rolled back."""
+        attempts = self.settings.pool_size + 2
+        for attempt in range(attempts):
+            try:
+                async with self.pool.connection() as conn, conn.transaction():
+                    return await work(conn)
+            except StoreError:
+                raise
+            except psycopg.OperationalError as exc:
+                self._stats["reconnects_total"] += 1
+                if attempt == attempts - 1:
+                    raise self._fail(what, exc) from None
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            except psycopg.Error as exc:
+                raise self._fail(what, exc) from None
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        self.watch(None)
+        await self._stop_node()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    # -- node: heartbeat, leases, reaper (a thread with its own connection) -----------------
+
+    async def _ensure_node(self, owner: str) -> None:
+        if self._node_started:
+            return
+        if not self.node_id:
+            self.node_id = owner or default_node_id()
+        await self._tx("register node", self._register_node)
+        self._stop.clear()
+        self._last_contact = time.monotonic()
+        self._maint = threading.Thread(
+            target=self._maintain, name=f"omnicron-pg-node {self.node_id}", daemon=True
+        )
+        self._node_started = True
+        self._maint.start()
+
+    async def _register_node(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
+        info = json.dumps({"pid": default_node_id(), "lease": self.settings.lease})
+        await conn.execute(
+            "INSERT INTO omnicron_nodes (node_id, info) VALUES (%s, %s) "
+            "ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now(), started_at = now(), "
+            "info = EXCLUDED.info",
+            (self.node_id, info),
+        )
+
+    async def _stop_node(self) -> None:
+        if not self._node_started:
+            return
+        self._stop.set()
+        if self._maint is not None:
+            await asyncio.to_thread(self._maint.join, 10)
+            self._maint = None
+        self._node_started = False
+        if self._pool is not None and not len(self._held):
+            # a clean stop: this node is known gone at once
+            node_id = self.node_id
+
+            async def leave(conn: psycopg.AsyncConnection[TupleRow]) -> None:
+                await conn.execute("DELETE FROM omnicron_nodes WHERE node_id = %s", (node_id,))
+
+            try:
+                await self._tx("deregister node", leave)
+            except StoreError as exc:
+                _log.warning("postgres.deregister_failed", error=str(exc))
+
+    def _maintain(self) -> None:
+        s = self.settings
+        tick = min(s.heartbeat, s.lease / 3)
+        conn: psycopg.Connection[TupleRow] | None = None
+        next_renew = 0.0
+        next_prune = time.monotonic() + 10
+        unreachable_since: float | None = None
+        while not self._stop.is_set():
+            try:
+                if conn is None or conn.closed or conn.broken:
+                    if conn is not None:
+                        self._stats["reconnects_total"] += 1
+                    conn = psycopg.connect(
+                        s.conninfo, autocommit=True, **self._connect_kwargs("node")
+                    )
+                    self._hold_liveness_lock(conn)
+                self._heartbeat(conn)
+                now = time.monotonic()
+                if now >= next_renew:
+                    self._renew(conn)
+                    next_renew = now + s.lease / 3
+                self._reap(conn)
+                if now >= next_prune:
+                    self._prune(conn)
+                    next_prune = now + 60
+                self._last_contact = time.monotonic()
+                if unreachable_since is not None:
+                    _log.warning(
+                        "postgres.reconnected",
+                        node=self.node_id,
+                        after_s=round(time.monotonic() - unreachable_since, 1),
+                    )
+                    unreachable_since = None
+                if self._cut_off:
+                    self._cut_off = False
+                    _log.warning("postgres.claiming_resumed", node=self.node_id)
+            except psycopg.Error as exc:
+                if unreachable_since is None:
+                    unreachable_since = time.monotonic()
+                    _log.error(
+                        "postgres.unreachable",
+                        node=self.node_id,
+                        store=s.display,
+                        error=str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                    )
+                if conn is not None:
+                    conn.close()
+                    conn = None
+            self._stop.wait(tick)
+        if conn is not None:
+            conn.close()
+
+    def _hold_liveness_lock(self, conn: psycopg.Connection[TupleRow]) -> None:
+        row = conn.execute(
+            "INSERT INTO omnicron_nodes (node_id) VALUES (%s) ON CONFLICT (node_id) "
+            "DO UPDATE SET heartbeat_at = now() RETURNING seq",
+            (self.node_id,),
+        ).fetchone()
+        assert row is not None
+        conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (ADVISORY_CLASS, int(row[0]) % _INT4))
+
+    def _heartbeat(self, conn: psycopg.Connection[TupleRow]) -> None:
+        t0 = datetime.now(UTC)
+        row = conn.execute(
+            "UPDATE omnicron_nodes SET heartbeat_at = now() WHERE node_id = %s "
+            "RETURNING clock_timestamp()",
+            (self.node_id,),
+        ).fetchone()
+        t1 = datetime.now(UTC)
+        if row is None:  # our row was removed (a long stop): register again
+            self._hold_liveness_lock(conn)
+            return
+        self._offset = row[0] - (t0 + (t1 - t0) / 2)
+
+    def _renew(self, conn: psycopg.Connection[TupleRow]) -> None:
+        held = self._held.snapshot()
+        self._stats["leases_held"] = len(held)
+        if not held:
+            return
+        fires = [f for f, _ in held]
+        attempts = [a for _, a in held]
+        rows = conn.execute(
+            "UPDATE omnicron_fires f SET lease_until = now() + %s * interval '1 second' "
+            "FROM unnest(%s::bigint[], %s::int[]) AS u(id, attempt) "
+            "WHERE f.id = u.id AND f.attempt = u.attempt AND f.state = 'running' "
+            "RETURNING f.id",
+            (self.settings.lease, fires, attempts),
+        ).fetchall()
+        kept = {r[0] for r in rows}
+        lost = [f for f in fires if f not in kept and f not in self._held.lost]
+        if lost:
+            self._held.lost.update(lost)
+            self._stats["lease_losses_total"] += len(lost)
+            _log.error(
+                "postgres.lease_lost",
+                node=self.node_id,
+                runs=len(lost),
+                hint="another node took these runs back; their results will be refused",
+            )
+
+    def _dead_nodes_sql(self) -> str:
+        return (
+            "SELECT n.node_id FROM omnicron_nodes n WHERE n.node_id <> %(me)s AND ("
+            " n.heartbeat_at < now() - %(timeout)s * interval '1 second'"
+            " OR (n.heartbeat_at < now() - %(grace)s * interval '1 second' AND NOT EXISTS ("
+            "  SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+            "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            "  AND l.classid = %(cls)s AND l.objid::bigint = n.seq %% 2147483647"
+            "  AND l.objsubid = 2)))"
+        )
+
+    def _reap(self, conn: psycopg.Connection[TupleRow]) -> int:
+        """Take back runs whose lease expired or whose node is known dead."""
+        s = self.settings
+        params = {
+            "me": self.node_id,
+            "timeout": s.node_timeout,
+            "grace": max(3 * s.heartbeat, 3.0),
+            "cls": ADVISORY_CLASS,
+        }
+        reaped = 0
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT f.id, f.job_id, f.scheduled_for, f.lease_owner, f.lease_until < now() "
+                "FROM omnicron_fires f WHERE f.state = 'running' AND ("
+                " f.lease_until < now() OR f.lease_owner IN (" + self._dead_nodes_sql() + ")"
+                " OR f.lease_owner NOT IN (SELECT node_id FROM omnicron_nodes))"
+                " ORDER BY f.id LIMIT 500 FOR UPDATE OF f SKIP LOCKED",
+                params,
+            ).fetchall()
+            if not rows:
+                return 0
+            job_rows = conn.execute(
+                "SELECT id, data::text FROM omnicron_jobs WHERE id = ANY(%s) ORDER BY id "
+                "FOR UPDATE",
+                ([r[1] for r in rows],),
+            ).fetchall()
+            jobs = {r[0]: decode_job(r[1]) for r in job_rows}
+            fire_ids: list[int] = []
+            states: list[str] = []
+            errors: list[str] = []
+            changed: list[Job] = []
+            for fire_id, job_id, scheduled_for, owner, expired in rows:
+                why = f"lease expired on node {owner}" if expired else f"node {owner} is gone"
+                job = jobs.get(job_id)
+                retry = job is not None and self._wants_retry(job)
+                fire_ids.append(fire_id)
+                states.append("retrying" if retry else "interrupted")
+                errors.append(why)
+                if job is None or job.status != JobStatus.RUNNING:
+                    continue
+                job.last_error = f"interrupted: {why}"
+                if retry:
+                    job.status = JobStatus.ENABLED
+                    job.next_run_at = scheduled_for
+                elif job.is_recurring() and job.next_run_at is not None:
+                    job.status = JobStatus.ENABLED
+                else:
+                    job.status = JobStatus.DISABLED
+                    job.next_run_at = None
+                changed.append(job)
+            conn.execute(
+                "UPDATE omnicron_fires f SET state = u.state, error = u.error, "
+                "finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, "
+                "lease_owner = NULL, lease_until = NULL "
+                "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(id, state, error) "
+                "WHERE f.id = u.id",
+                (fire_ids, states, errors),
+            )
+            if changed:
+                self._write_jobs_sync(conn, changed)
+                self._notify_sync(conn, changed)
+            reaped = len(fire_ids)
+        self._stats["reaped_runs_total"] += reaped
+        _log.warning("postgres.reaped", node=self.node_id, runs=reaped)
+        return reaped
+
+    def _wants_retry(self, job: Job) -> bool:
+        policy = getattr(job, "policy", None)
+        retry = getattr(policy, "retry", None) if policy is not None else None
+        return self.settings.retry_interrupted or bool(getattr(retry, "attempts", 0))
+
+    def _prune(self, conn: psycopg.Connection[TupleRow]) -> None:
+        """Delete finished fire rows older than ``fire_retention`` (bounded batches; one node
+        at a time). A pruned fire cannot come back: its job has moved past it."""
+        with conn.transaction():
+            got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (ADVISORY_CLASS,))
+            row = got.fetchone()
+            if row is None or not row[0]:
+                return
+            conn.execute(
+                "DELETE FROM omnicron_fires WHERE id IN (SELECT id FROM omnicron_fires "
+                "WHERE finished_at < now() - %s * interval '1 second' LIMIT 5000)",
+                (self.settings.fire_retention,),
+            )
+
+    def _write_jobs_sync(self, conn: psycopg.Connection[TupleRow], jobs: Sequence[Job]) -> None:
+        conn.execute(_UPDATE_JOBS, _job_columns(jobs))
+
+    def _notify_sync(self, conn: psycopg.Connection[TupleRow], jobs: Sequence[Job]) -> None:
+        payload = self._payload(jobs)
+        if payload is not None:
+            conn.execute("SELECT pg_notify(%s, %s)", (self._channel, payload))
+
+    def _payload(self, jobs: Sequence[Job]) -> str | None:
+        due = [j.next_run_at for j in jobs if j.status == JobStatus.ENABLED and j.next_run_at]
+        if not due:
+            return None
+        return json.dumps({"node": self.node_id, "at": time.time() + self._offset.total_seconds()})
+
+    # -- LISTEN ---------------------------------------------------------------------------
+
+    def watch(self, wake: Callable[[], None] | None) -> None:
+        self._wake = wake
+        if wake is not None and self._listener is None and self._pool is not None:
+            self._listener = asyncio.ensure_future(self._listen())
+        elif wake is None and self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake()
+
+    async def _listen(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.settings.conninfo, autocommit=True, **self._connect_kwargs("listen")
+                )
+            except psycopg.Error as exc:
+                _log.warning("postgres.listen_failed", error=str(exc).strip()[:200])
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            try:
+                async with conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    backoff = 0.2
+                    # notifications sent while we were away are lost: re-read what is due
+                    self._wake_up()
+                    async for note in conn.notifies():
+                        self._stats["notifies_received_total"] += 1
+                        try:
+                            data = json.loads(note.payload)
+                        except ValueError:
+                            data = {}
+                        if data.get("at"):
+                            lag = time.time() + self._offset.total_seconds() - float(data["at"])
+                            self._stats["notify_lag_seconds"] = max(lag, 0.0)
+                        if data.get("node") != self.node_id:
+                            self._wake_up()
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error as exc:
+                self._stats["reconnects_total"] += 1
+                _log.warning("postgres.listen_lost", error=str(exc).strip()[:200])
+                await asyncio.sleep(backoff)
+
+    # -- clock and stats --------------------------------------------------------------------
+
+    async def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def stats(self) -> Mapping[str, float]:
+        self._stats["leases_held"] = len(self._held)
+        return dict(self._stats)
+
+    def _claiming_allowed(self) -> bool:
+        silent = time.monotonic() - self._last_contact
+        if self._node_started and silent > self.settings.lease / 2:
+            if not self._cut_off:
+                self._cut_off = True
+                _log.error(
+                    "postgres.cut_off",
+                    node=self.node_id,
+                    silent_s=round(silent, 1),
+                    hint="no heartbeat reached the database: not claiming until it does",
+                )
+            return False
+        return True
+
+    # -- records --------------------------------------------------------------------------
+
+    async def save(self, job: Job) -> None:
+        await self.save_many([job])
+
+    async def save_many(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        last = {job.id: job for job in jobs}  # one row per id: the last one wins
+        if len(last) < len(jobs):
+            jobs = builtins.list(last.values())
+
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> None:
+            await conn.execute(_UPSERT_JOBS, _job_columns(jobs))
+            await self._notify(conn, jobs)
+
+        await self._tx("save", work)
+
+    async def _notify(self, conn: psycopg.AsyncConnection[TupleRow], jobs: Sequence[Job]) -> None:
+        payload = self._payload(jobs)
+        if payload is not None:
+            await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, payload))
+
+    async def _query(self, what: str, query: str, params: Any = None) -> list[TupleRow]:
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> list[TupleRow]:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+        return await self._tx(what, work)
+
+    async def get(self, job_id: str) -> Job | None:
+        rows = await self._query(
+            "get", "SELECT data::text FROM omnicron_jobs WHERE id = %s", (job_id,)
+        )
+        return decode_job(rows[0][0]) if rows else None
+
+    async def delete(self, job_id: str) -> bool:
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> bool:
+            cur = await conn.execute("DELETE FROM omnicron_jobs WHERE id = %s", (job_id,))
+            return cur.rowcount > 0
+
+        return await self._tx("delete", work)
+
+    async def list(self, status: JobStatus | None = None) -> builtins.list[Job]:
+        if status is None:
+            rows = await self._query("list", "SELECT data::text FROM omnicron_jobs ORDER BY id")
+        else:
+            rows = await self._query(
+                "list",
+                "SELECT data::text FROM omnicron_jobs WHERE status = %s ORDER BY id",
+                (str(status),),
+            )
+        return [decode_job(r[0]) for r in rows]
+
+    async def list_by_metadata(self, key: str, value: str) -> builtins.list[Job]:
+        rows = await self._query(
+            "list",
+            "SELECT data::text FROM omnicron_jobs WHERE data->'metadata'->>%s = %s "
+            "AND jsonb_typeof(data->'metadata'->%s) = 'string' ORDER BY id",
+            (key, value, key),
+        )
+        return [decode_job(r[0]) for r in rows]
+
+    async def count(self, status: JobStatus | None = None) -> int:
+        if status is None:
+            rows = await self._query("count", "SELECT count(*) FROM omnicron_jobs")
+        else:
+            rows = await self._query(
+                "count", "SELECT count(*) FROM omnicron_jobs WHERE status = %s", (str(status),)
+            )
+        return int(rows[0][0])
+
+    async def next_due_at(self) -> datetime | None:
+        rows = await self._query(
+            "read", "SELECT min(next_run_at) FROM omnicron_jobs WHERE status = 'enabled'"
+        )
+        value: datetime | None = rows[0][0]
+        return value
+
+    async def unscheduled(self, limit: int) -> builtins.list[Job]:
+        rows = await self._query(
+            "read",
+            "SELECT data::text FROM omnicron_jobs WHERE status = 'enabled' "
+            "AND next_run_at IS NULL ORDER BY id LIMIT %s",
+            (limit,),
+        )
+        return [decode_job(r[0]) for r in rows]
+
+    # -- the fire path --------------------------------------------------------------------
+
+    async def claim_due(
+        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+    ) -> builtins.list[Job]:
+        await self._ensure_node(owner)
+        if not self._claiming_allowed():
+            return []
+        lease_owner = self.node_id if self._fixed_node_id else (owner or self.node_id)
+        started = time.perf_counter()
+
+        async def work(
+            conn: psycopg.AsyncConnection[TupleRow],
+        ) -> builtins.list[tuple[Job, int, int]]:
+            cur = await conn.execute(_DUE, (now, limit))
+            rows = await cur.fetchall()
+            if not rows:
+                return []
+            jobs: builtins.list[Job] = []
+            fires: builtins.list[datetime] = []
+            for _id, data, next_run_at in rows:
+                job = decode_job(data)
+                fires.append(job.next_run_at or next_run_at)
+                jobs.append(mark(job))
+            cur = await conn.execute(
+                _INSERT_FIRES,
+                (lease_owner, self.settings.lease, [j.id for j in jobs], fires),
+            )
+            got = {r[1]: (int(r[0]), int(r[2])) for r in await cur.fetchall()}
+            out: builtins.list[tuple[Job, int, int]] = []
+            for job in jobs:
+                fire = got.get(job.id)
+                if fire is None:
+                    _released(job)  # this fire already ran: move the job on, do not run it
+                else:
+                    out.append((job, fire[0], fire[1]))
+            await conn.execute(_UPDATE_JOBS, _job_columns(jobs))
+            return out
+
+        claimed = await self._tx("claim", work)
+        elapsed = time.perf_counter() - started
+        st = self._stats
+        st["claims_total"] += 1
+        st["claim_seconds_total"] += elapsed
+        st["claim_latency_seconds"] = elapsed
+        st["claimed_fires_total"] += len(claimed)
+        for job, fire_id, attempt in claimed:
+            self._held.add(job.id, fire_id, attempt, lease_owner)
+        return [job for job, _, _ in claimed]
+
+    async def finish_runs(
+        self,
+        job_ids: Sequence[str],
+        patch: JobPatch,
+        results: Mapping[str, ExecutionResult],
+    ) -> builtins.list[Job]:
+        held = {job_id: self._held.get(job_id) for job_id in job_ids}
+        fenced = {job_id: h for job_id, h in held.items() if h is not None}
+
+        async def work(
+            conn: psycopg.AsyncConnection[TupleRow],
+        ) -> tuple[builtins.list[Job], set[str]]:
+            refused: set[str] = set()
+            if fenced:
+                ids, fires, attempts, owners, states, errors = [], [], [], [], [], []
+                for job_id, (fire, attempt, owner) in fenced.items():
+                    result = results.get(job_id)
+                    ids.append(job_id)
+                    fires.append(fire)
+                    attempts.append(attempt)
+                    owners.append(owner)
+                    if result is None:
+                        states.append("succeeded")
+                        errors.append("")
+                    else:
+                        states.append(
+                            "missed"
+                            if result.started_at is None
+                            else ("succeeded" if result.success else "failed")
+                        )
+                        errors.append((result.error or "")[:2048])
+                cur = await conn.execute(_FINISH_FIRES, (fires, attempts, owners, states, errors))
+                ok = {r[0] for r in await cur.fetchall()}
+                refused = set(fenced) - ok
+            todo = [job_id for job_id in job_ids if job_id not in refused]
+            return await self._patch_jobs(conn, todo, patch, notify=False), refused
+
+        written, refused = await self._tx("finish", work)
+        for job_id in fenced:
+            self._held.pop(job_id)
+        if refused:
+            self._stats["finishes_refused_total"] += len(refused)
+            _log.error(
+                "postgres.finish_refused",
+                node=self.node_id,
+                job_ids=sorted(refused)[:20],
+                runs=len(refused),
+                reason="the run's lease was lost: another node took it back",
+            )
+        return written
+
+    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> builtins.list[Job]:
+            return await self._patch_jobs(conn, job_ids, patch, notify=True)
+
+        return await self._tx("update", work)
+
+    async def _patch_jobs(
+        self,
+        conn: psycopg.AsyncConnection[TupleRow],
+        job_ids: Sequence[str],
+        patch: JobPatch,
+        *,
+        notify: bool,
+    ) -> builtins.list[Job]:
+        if not job_ids:
+            return []
+        cur = await conn.execute(
+            "SELECT data::text FROM omnicron_jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            (builtins.list(job_ids),),
+        )
+        changed = [j for j in (patch(decode_job(r[0])) for r in await cur.fetchall()) if j]
+        if changed:
+            await conn.execute(_UPDATE_JOBS, _job_columns(changed))
+            if notify:
+                await self._notify(conn, changed)
+        return changed
+
+    async def recover_running(self, *, owner: str = "") -> builtins.list[str]:
+        """Jobs left ``running`` by this node's previous life (same node id) or with no run in
+        flight at all; their fire rows are closed ``interrupted`` first, so a late finish is
+        refused. Other nodes' expired or dead runs are taken back by the reaper."""
+        await self._ensure_node(owner)
+        me = self.node_id if self._fixed_node_id else (owner or self.node_id)
+        mine = {fire for fire, _ in self._held.snapshot()}
+
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> builtins.list[str]:
+            cur = await conn.execute(
+                "UPDATE omnicron_fires SET state = 'interrupted', finished_at = now(), "
+                "lease_owner = NULL, lease_until = NULL, "
+                "error = 'interrupted: the node restarted during the run' "
+                "WHERE state = 'running' AND lease_owner = %s AND NOT (id = ANY(%s)) "
+                "RETURNING job_id",
+                (me, builtins.list(mine)),
+            )
+            ids = {r[0] for r in await cur.fetchall()}
+            cur = await conn.execute(
+                "SELECT j.id FROM omnicron_jobs j WHERE j.status = 'running' AND NOT EXISTS ("
+                "SELECT 1 FROM omnicron_fires f WHERE f.job_id = j.id AND f.state = 'running')"
+            )
+            ids.update(r[0] for r in await cur.fetchall())
+            return sorted(ids)
+
+        ids = await self._tx("recover", work)
+        await asyncio.to_thread(self._reap_once)
+        return ids
+
+    def _reap_once(self) -> None:
+        try:
+            with psycopg.connect(
+                self.settings.conninfo, autocommit=True, **self._connect_kwargs("reaper")
+            ) as conn:
+                while self._reap(conn) == 500:
+                    pass
+        except psycopg.Error as exc:
+            _log.warning("postgres.reap_failed", error=str(exc).strip()[:200])
+
+
+_DUE = (
+    "SELECT id, data::text, next_run_at FROM omnicron_jobs "
+    "WHERE status = 'enabled' AND next_run_at <= %s "
+    "ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+
+# A fire already recorded is not inserted again; one waiting for a retry ('retrying') is
+# taken with the next attempt number (the new fencing token).
+_INSERT_FIRES = (
+    "INSERT INTO omnicron_fires AS f (job_id, scheduled_for, state, attempt, lease_owner, "
+    "lease_until) "
+    "SELECT u.job_id, u.fire, 'running', 1, %s, now() + %s * interval '1 second' "
+    "FROM unnest(%s::text[], %s::timestamptz[]) AS u(job_id, fire) "
+    "ON CONFLICT ON CONSTRAINT omnicron_fires_fire DO UPDATE SET state = 'running', "
+    "attempt = f.attempt + 1, lease_owner = EXCLUDED.lease_owner, "
+    "lease_until = EXCLUDED.lease_until, started_at = now(), finished_at = NULL, error = '' "
+    "WHERE f.state = 'retrying' "
+    "RETURNING f.id, f.job_id, f.attempt"
+)
+
+_FINISH_FIRES = (
+    "UPDATE omnicron_fires f SET state = u.state, error = u.error, finished_at = now(), "
+    "lease_owner = NULL, lease_until = NULL "
+    "FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[]) "
+    "AS u(id, attempt, owner, state, error) "
+    "WHERE f.id = u.id AND f.attempt = u.attempt AND f.lease_owner = u.owner "
+    "AND f.state = 'running' "
+    "RETURNING f.job_id"
+)
+
+_UPDATE_JOBS = (
+    "UPDATE omnicron_jobs j SET status = u.status, next_run_at = u.next_run_at, "
+    "data = u.data::jsonb, updated_at = now() "
+    "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
+    "AS u(id, status, next_run_at, data) WHERE j.id = u.id"
+)
+
+_UPSERT_JOBS = (
+    "INSERT INTO omnicron_jobs (id, status, next_run_at, data) "
+    "SELECT u.id, u.status, u.next_run_at, u.data::jsonb "
+    "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
+    "AS u(id, status, next_run_at, data) "
+    "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, "
+    "next_run_at = EXCLUDED.next_run_at, data = EXCLUDED.data, updated_at = now()"
+)
+
+
+def _job_columns(
+    jobs: Sequence[Job],
+) -> tuple[list[str], list[str], list[datetime | None], list[str]]:
+    return (
+        [j.id for j in jobs],
+        [str(j.status) for j in jobs],
+        [j.next_run_at for j in jobs],
+        [_encode(j) for j in jobs],
+    )
