@@ -34,6 +34,7 @@ import builtins
 import json
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -139,6 +140,7 @@ class PostgresBackend(StoreBackend):
         self._channel = f"omnicron_{settings.schema}"
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] | None = None
         self._held = _Held()
+        self._token = uuid.uuid4().hex[:16]  # tells our own notifications from others'
         self._offset = timedelta(0)  # server clock - this machine's clock
         self._wake: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -180,7 +182,8 @@ class PostgresBackend(StoreBackend):
             # a partitioned or stopped node cannot hold rows for long; TimeZone for decoding
             "options": (
                 "-c lock_timeout=5s -c idle_in_transaction_session_timeout=30s "
-                f"-c TimeZone=UTC -c search_path={s.schema}"
+                "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
+                f"-c tcp_keepalives_count=3 -c TimeZone=UTC -c search_path={s.schema}"
             ),
         }
         if s.password is not None:
@@ -513,8 +516,11 @@ class PostgresBackend(StoreBackend):
                 if retry:
                     job.status = JobStatus.ENABLED
                     job.next_run_at = scheduled_for
-                elif job.is_recurring() and job.next_run_at is not None:
+                elif job.is_recurring():
+                    # the claim already moved next_run_at to the following fire; without
+                    # one, fire now and let that claim compute the next
                     job.status = JobStatus.ENABLED
+                    job.next_run_at = job.next_run_at or datetime.now(UTC) + self._offset
                 else:
                     job.status = JobStatus.DISABLED
                     job.next_run_at = None
@@ -609,7 +615,7 @@ class PostgresBackend(StoreBackend):
                         if data.get("at"):
                             lag = time.time() + self._offset.total_seconds() - float(data["at"])
                             self._stats["notify_lag_seconds"] = max(lag, 0.0)
-                        if data.get("node") != self.node_id:
+                        if data.get("from") != self._token:
                             self._wake_up()
             except asyncio.CancelledError:
                 raise

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from omnicron_postgres.testing import TempPostgres
 
 
