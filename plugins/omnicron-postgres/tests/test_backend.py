@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -286,9 +287,8 @@ async def test_leases_are_renewed_while_the_event_loop_is_blocked(
     await a.save(job("slow"))
     await a.claim_due(await a.now(), 10, running, owner="node-a")
     first = sql(a.settings.conninfo, "SELECT lease_until FROM omnicron_fires")[0][0]
-    import time
-
-    time.sleep(2.5)  # an action that blocks the loop: the node thread renews regardless
+    # an action that blocks the event loop past the lease: the node thread renews regardless
+    time.sleep(3.5)  # noqa: ASYNC251 - blocking the loop is the point
     second = sql(a.settings.conninfo, "SELECT lease_until, state FROM omnicron_fires")[0]
     assert second[0] > first and second[1] == "running"
 
@@ -321,7 +321,9 @@ async def test_a_dead_nodes_runs_are_taken_back_before_its_lease_ends(
     )
     survivor = await make(lease=60, heartbeat=0.5)
     await survivor.save_many([job(f"d{i}", cron="* * * * *") for i in range(5)])
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    out = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.strip() == "5", out.stderr
     await survivor.claim_due(await survivor.now(), 1, running, owner="survivor")  # starts its node
     loop = asyncio.get_running_loop()
