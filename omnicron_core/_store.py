@@ -84,6 +84,8 @@ class Store:
     # -- cache --------------------------------------------------------------------------
 
     def _remember(self, job_id: str, data: bytes) -> None:
+        if self.backend.shared:
+            return  # other nodes change these jobs: a cached copy would go stale
         cache = self._cache
         cache[job_id] = data
         cache.move_to_end(job_id)

@@ -137,3 +137,17 @@ async def test_default_hooks() -> None:
     assert before <= await backend.now() <= datetime.now(UTC)
     backend.watch(lambda: None)  # accepted, ignored
     assert backend.stats() == {}
+
+
+async def test_the_store_does_not_cache_jobs_of_a_shared_backend() -> None:
+    class Shared(MemoryBackend):
+        shared = True
+
+    backend = Shared()
+    store = Store(backend=backend)
+    await store.save(once_job("j", datetime.now(UTC) + timedelta(hours=1)))
+    changed = await backend.get("j")
+    assert changed is not None
+    changed.name = "changed by another node"
+    await backend.save(changed)
+    assert (await store.get("j")).name == "changed by another node"
