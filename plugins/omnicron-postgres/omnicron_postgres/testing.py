@@ -11,16 +11,22 @@ OS user through ``runuser -u postgres --``, in a directory under ``/tmp`` owned 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["TempPostgres", "find_bindir"]
+__all__ = ["Cluster", "TempPostgres", "find_bindir"]
 
 _DEFAULT_BINDIR = "/usr/lib/postgresql/15/bin"
 
@@ -152,3 +158,131 @@ class TempPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+# -- real `omnicron run` nodes on one database ------------------------------------------------
+
+
+CLI = [sys.executable, "-m", "omnicron_core.cli"]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("OMNICRON_")}
+    out.update({"OMNICRON_LOG_FORMAT": "json", **extra})
+    return out
+
+
+class Cluster:
+    """Scheduler nodes (``omnicron run`` processes) sharing one PostgreSQL database. Each node
+    start writes its messages (the jsonl transport: job id and fire time per run) and its log
+    to files of its own."""
+
+    def __init__(self, tmp_path: Path, url: str, **options: Any) -> None:
+        self.dir = tmp_path
+        self.url = url
+        self.options = options
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.starts = 0
+        #: TOML appended to every node's config (plugin sections).
+        self.extra_config = ""
+
+    def config(self, node: int, generation: int) -> Path:
+        path = self.dir / f"node{node}-{generation}.toml"
+        opts = ", ".join(f"{k} = {json.dumps(v)}" for k, v in self.options.items())
+        path.write_text(
+            f"""
+[scheduler]
+store = "{self.url}"
+store_options = {{ {opts} }}
+timezone = "UTC"
+shutdown_grace = 10
+
+[plugins.send_message]
+transport = "jsonl"
+path = "{self.dir / f"sink-{node}-{generation}.jsonl"}"
+
+{self.extra_config}
+"""
+        )
+        return path
+
+    def start(self, node: int, *extra: str, **env: str) -> subprocess.Popen[bytes]:
+        self.starts += 1
+        gen = self.starts
+        log = (self.dir / f"node{node}-{gen}.log").open("wb")
+        proc = subprocess.Popen(
+            [*CLI, "run", "-c", str(self.config(node, gen)), *extra],
+            env=cli_env(OMNICRON_NODE_ID=f"node{node}", **env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs[node] = proc
+        return proc
+
+    def signal(self, node: int, sig: signal.Signals) -> None:
+        self.procs[node].send_signal(sig)
+
+    def stop_all(self, timeout: float = 30) -> dict[int, int]:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = {}
+        for node, proc in self.procs.items():
+            try:
+                codes[node] = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[node] = proc.wait()
+        return codes
+
+    def runs(self) -> list[tuple[str, str, str]]:
+        """(job id, fire time, sink file) of every message any node sent."""
+        out = []
+        for sink in sorted(self.dir.glob("sink-*.jsonl")):
+            for line in sink.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by kill -9
+                out.append((rec["job_id"], rec["scheduled_for"], sink.name))
+        return out
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for log in sorted(self.dir.glob("node*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                rec["_file"] = log.name
+                out.append(rec)
+        return out
+
+    def sql(self, query: str, params: Any = None) -> list[Any]:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def db_now(self) -> Any:
+        return self.sql("SELECT clock_timestamp()")[0][0]
+
+    def import_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        path = self.dir / "jobs.json"
+        path.write_text(json.dumps(jobs))
+        out = subprocess.run(
+            [*CLI, "jobs", "import", str(path), "-c", str(self.config(0, 0))],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+
+    def wait_for(self, cond: Callable[[], bool], within: float, what: str) -> None:
+        deadline = time.monotonic() + within
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)

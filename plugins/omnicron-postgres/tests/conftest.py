@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from omnicron_postgres.testing import TempPostgres
+from omnicron_postgres.testing import Cluster, TempPostgres
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,15 @@ def pg_schema(pg_server: TempPostgres) -> Iterator[str]:
     name = f"s_{uuid.uuid4().hex[:10]}"
     yield name
     pg_server.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, pg_url: str) -> Iterator[Cluster]:
+    made = Cluster(tmp_path, pg_url)
+    try:
+        yield made
+    finally:
+        for proc in made.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
