@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Cluster", "TempPostgres", "find_bindir"]
+__all__ = ["CLI", "Cluster", "TempPostgres", "cli_env", "find_bindir"]
 
 _DEFAULT_BINDIR = "/usr/lib/postgresql/15/bin"
 
