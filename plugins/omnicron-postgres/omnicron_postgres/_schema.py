@@ -12,15 +12,15 @@ ADVISORY_CLASS = 0x6F6D6E69
 
 #: Applied in order inside one transaction each; ``omnicron_schema.version`` counts them.
 MIGRATIONS: tuple[str, ...] = (
-    # 1: jobs (the Go-compatible JSON is the record; status and next_run_at mirror it for the
-    #    due query); fires: one row per (job, scheduled fire time), the store-enforced fire
+    # 1: jobs (the job's JSON is the record, kept as text: PostgreSQL need not parse it on
+    #    every claim and finish; status and next_run_at mirror it for the due query); fires: one row per (job, scheduled fire time), the store-enforced fire
     #    identity, carrying the run's lease and fencing token (attempt); nodes: heartbeats.
     """
     CREATE TABLE omnicron_jobs (
         id text PRIMARY KEY,
         status text NOT NULL,
         next_run_at timestamptz,
-        data jsonb NOT NULL,
+        data text NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now()
     );
     CREATE INDEX omnicron_jobs_status_due ON omnicron_jobs (status, next_run_at);

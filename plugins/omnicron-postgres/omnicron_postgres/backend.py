@@ -65,6 +65,9 @@ __all__ = ["PostgresBackend"]
 _log = structlog.get_logger("omnicron.postgres")
 _T = TypeVar("_T")
 _INT4 = 2147483647
+#: Writes of jobs due within this time wake the other nodes (NOTIFY); the rest wait for the
+#: nodes' regular re-read, which is at most ``SchedulerConfig.external_check`` (1 s) away.
+_NOTIFY_HORIZON = timedelta(seconds=3)
 
 
 def _error(message: str, *, transient: bool) -> StoreError:
@@ -140,6 +143,8 @@ class PostgresBackend(StoreBackend):
         self._channel = f"omnicron_{settings.schema}"
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] | None = None
         self._held = _Held()
+        self._pending_saves: builtins.list[tuple[Job, asyncio.Future[None]]] = []
+        self._saver: asyncio.Task[None] | None = None
         self._token = uuid.uuid4().hex[:16]  # tells our own notifications from others'
         self._offset = timedelta(0)  # server clock - this machine's clock
         self._wake: Callable[[], None] | None = None
@@ -210,7 +215,7 @@ class PostgresBackend(StoreBackend):
         self._loop = asyncio.get_running_loop()
         pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] = AsyncConnectionPool(
             self.settings.conninfo,
-            kwargs=self._connect_kwargs("pool"),
+            kwargs={**self._connect_kwargs("pool"), "autocommit": True},
             min_size=1,
             max_size=self.settings.pool_size,
             open=False,
@@ -290,14 +295,20 @@ class PostgresBackend(StoreBackend):
         self,
         what: str,
         work: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[_T]],
+        *,
+        atomic: bool = True,
     ) -> _T:
-        """Run ``work`` in one transaction; a lost connection (restart, terminated session)
-        is retried on a fresh one, as the transaction rolled back."""
+        """Run ``work`` in one transaction (``atomic=False``: ``work`` runs one statement,
+        which is its own transaction); a lost connection (restart, terminated session) is
+        retried on a fresh one, as the transaction rolled back."""
         attempts = self.settings.pool_size + 2
         for attempt in range(attempts):
             try:
-                async with self.pool.connection() as conn, conn.transaction():
-                    return await work(conn)
+                async with self.pool.connection() as conn:
+                    if not atomic:
+                        return await work(conn)
+                    async with conn.transaction():
+                        return await work(conn)
             except StoreError:
                 raise
             except psycopg.OperationalError as exc:
@@ -494,8 +505,7 @@ class PostgresBackend(StoreBackend):
             if not rows:
                 return 0
             job_rows = conn.execute(
-                "SELECT id, data::text FROM omnicron_jobs WHERE id = ANY(%s) ORDER BY id "
-                "FOR UPDATE",
+                "SELECT id, data FROM omnicron_jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
                 ([r[1] for r in rows],),
             ).fetchall()
             jobs = {r[0]: decode_job(r[1]) for r in job_rows}
@@ -569,8 +579,15 @@ class PostgresBackend(StoreBackend):
             conn.execute("SELECT pg_notify(%s, %s)", (self._channel, payload))
 
     def _payload(self, jobs: Sequence[Job]) -> str | None:
-        due = [j.next_run_at for j in jobs if j.status == JobStatus.ENABLED and j.next_run_at]
-        if not due:
+        """The notification for a write, or None when no node needs waking: only a job due
+        before the nodes' next regular re-read (at most ``external_check``, 1 s, away; with
+        margin) needs one. Skipping the rest matters: a NOTIFY holds a global lock through
+        its commit, which would serialise concurrent writers."""
+        soon = datetime.now(UTC) + self._offset + _NOTIFY_HORIZON
+        if not any(
+            j.status == JobStatus.ENABLED and j.next_run_at is not None and j.next_run_at < soon
+            for j in jobs
+        ):
             return None
         return json.dumps({"node": self.node_id, "at": time.time() + self._offset.total_seconds()})
 
@@ -650,7 +667,39 @@ class PostgresBackend(StoreBackend):
     # -- records --------------------------------------------------------------------------
 
     async def save(self, job: Job) -> None:
-        await self.save_many([job])
+        """Saves arriving while another is being written go out together, in one statement
+        and one commit (a client-side group commit: concurrent callers share the WAL flush);
+        each caller returns once its job is durable."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_saves.append((job, future))
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.ensure_future(self._write_saves())
+        await future
+
+    async def _write_saves(self) -> None:
+        while self._pending_saves:
+            batch, self._pending_saves = self._pending_saves, []
+            try:
+                await self.save_many([job for job, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    if not batch[0][1].done():
+                        batch[0][1].set_exception(exc)
+                    continue
+                # one caller's failure must not become another's: write them one by one
+                for job, future in batch:
+                    try:
+                        await self.save_many([job])
+                    except Exception as one:
+                        if not future.done():
+                            future.set_exception(one)
+                    else:
+                        if not future.done():
+                            future.set_result(None)
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
     async def save_many(self, jobs: Sequence[Job]) -> None:
         if not jobs:
@@ -659,11 +708,18 @@ class PostgresBackend(StoreBackend):
         if len(last) < len(jobs):
             jobs = builtins.list(last.values())
 
-        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> None:
-            await conn.execute(_UPSERT_JOBS, _job_columns(jobs))
-            await self._notify(conn, jobs)
+        payload = self._payload(jobs)
 
-        await self._tx("save", work)
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> None:
+            if payload is None:
+                await conn.execute(_UPSERT_JOBS, _job_columns(jobs))
+            else:  # one statement: the notification leaves with the commit of the rows
+                await conn.execute(
+                    "WITH saved AS (" + _UPSERT_JOBS + ") SELECT pg_notify(%s, %s)",
+                    (*_job_columns(jobs), self._channel, payload),
+                )
+
+        await self._tx("save", work, atomic=False)
 
     async def _notify(self, conn: psycopg.AsyncConnection[TupleRow], jobs: Sequence[Job]) -> None:
         payload = self._payload(jobs)
@@ -675,12 +731,10 @@ class PostgresBackend(StoreBackend):
             cur = await conn.execute(query, params)
             return await cur.fetchall()
 
-        return await self._tx(what, work)
+        return await self._tx(what, work, atomic=False)
 
     async def get(self, job_id: str) -> Job | None:
-        rows = await self._query(
-            "get", "SELECT data::text FROM omnicron_jobs WHERE id = %s", (job_id,)
-        )
+        rows = await self._query("get", "SELECT data FROM omnicron_jobs WHERE id = %s", (job_id,))
         return decode_job(rows[0][0]) if rows else None
 
     async def delete(self, job_id: str) -> bool:
@@ -688,15 +742,15 @@ class PostgresBackend(StoreBackend):
             cur = await conn.execute("DELETE FROM omnicron_jobs WHERE id = %s", (job_id,))
             return cur.rowcount > 0
 
-        return await self._tx("delete", work)
+        return await self._tx("delete", work, atomic=False)
 
     async def list(self, status: JobStatus | None = None) -> builtins.list[Job]:
         if status is None:
-            rows = await self._query("list", "SELECT data::text FROM omnicron_jobs ORDER BY id")
+            rows = await self._query("list", "SELECT data FROM omnicron_jobs ORDER BY id")
         else:
             rows = await self._query(
                 "list",
-                "SELECT data::text FROM omnicron_jobs WHERE status = %s ORDER BY id",
+                "SELECT data FROM omnicron_jobs WHERE status = %s ORDER BY id",
                 (str(status),),
             )
         return [decode_job(r[0]) for r in rows]
@@ -704,8 +758,8 @@ class PostgresBackend(StoreBackend):
     async def list_by_metadata(self, key: str, value: str) -> builtins.list[Job]:
         rows = await self._query(
             "list",
-            "SELECT data::text FROM omnicron_jobs WHERE data->'metadata'->>%s = %s "
-            "AND jsonb_typeof(data->'metadata'->%s) = 'string' ORDER BY id",
+            "SELECT data FROM omnicron_jobs WHERE data::jsonb->'metadata'->>%s = %s "
+            "AND jsonb_typeof(data::jsonb->'metadata'->%s) = 'string' ORDER BY id",
             (key, value, key),
         )
         return [decode_job(r[0]) for r in rows]
@@ -729,7 +783,7 @@ class PostgresBackend(StoreBackend):
     async def unscheduled(self, limit: int) -> builtins.list[Job]:
         rows = await self._query(
             "read",
-            "SELECT data::text FROM omnicron_jobs WHERE status = 'enabled' "
+            "SELECT data FROM omnicron_jobs WHERE status = 'enabled' "
             "AND next_run_at IS NULL ORDER BY id LIMIT %s",
             (limit,),
         )
@@ -759,19 +813,29 @@ class PostgresBackend(StoreBackend):
                 job = decode_job(data)
                 fires.append(job.next_run_at or next_run_at)
                 jobs.append(mark(job))
+            # one statement records the fires and writes the jobs back
             cur = await conn.execute(
-                _INSERT_FIRES,
-                (lease_owner, self.settings.lease, [j.id for j in jobs], fires),
+                _CLAIM,
+                (
+                    lease_owner,
+                    self.settings.lease,
+                    [j.id for j in jobs],
+                    fires,
+                    *_job_columns(jobs),
+                ),
             )
             got = {r[1]: (int(r[0]), int(r[2])) for r in await cur.fetchall()}
             out: builtins.list[tuple[Job, int, int]] = []
+            released: builtins.list[Job] = []
             for job in jobs:
                 fire = got.get(job.id)
                 if fire is None:
-                    _released(job)  # this fire already ran: move the job on, do not run it
+                    # this fire already has its row: move the job on, do not run it
+                    released.append(_released(job))
                 else:
                     out.append((job, fire[0], fire[1]))
-            await conn.execute(_UPDATE_JOBS, _job_columns(jobs))
+            if released:
+                await conn.execute(_UPDATE_JOBS, _job_columns(released))
             return out
 
         claimed = await self._tx("claim", work)
@@ -853,7 +917,7 @@ class PostgresBackend(StoreBackend):
         if not job_ids:
             return []
         cur = await conn.execute(
-            "SELECT data::text FROM omnicron_jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+            "SELECT data FROM omnicron_jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
             (builtins.list(job_ids),),
         )
         changed = [j for j in (patch(decode_job(r[0])) for r in await cur.fetchall()) if j]
@@ -904,7 +968,7 @@ class PostgresBackend(StoreBackend):
 
 
 _DUE = (
-    "SELECT id, data::text, next_run_at FROM omnicron_jobs "
+    "SELECT id, data, next_run_at FROM omnicron_jobs "
     "WHERE status = 'enabled' AND next_run_at <= %s "
     "ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED"
 )
@@ -935,18 +999,24 @@ _FINISH_FIRES = (
 
 _UPDATE_JOBS = (
     "UPDATE omnicron_jobs j SET status = u.status, next_run_at = u.next_run_at, "
-    "data = u.data::jsonb, updated_at = now() "
+    "data = u.data, updated_at = now() "
     "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
     "AS u(id, status, next_run_at, data) WHERE j.id = u.id"
 )
 
 _UPSERT_JOBS = (
     "INSERT INTO omnicron_jobs (id, status, next_run_at, data) "
-    "SELECT u.id, u.status, u.next_run_at, u.data::jsonb "
+    "SELECT u.id, u.status, u.next_run_at, u.data "
     "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
     "AS u(id, status, next_run_at, data) "
     "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, "
     "next_run_at = EXCLUDED.next_run_at, data = EXCLUDED.data, updated_at = now()"
+)
+
+
+_CLAIM = (
+    "WITH fired AS (" + _INSERT_FIRES + "), written AS (" + _UPDATE_JOBS + ") "
+    "SELECT id, job_id, attempt FROM fired"
 )
 
 
