@@ -68,6 +68,8 @@ _INT4 = 2147483647
 #: Writes of jobs due within this time wake the other nodes (NOTIFY); the rest wait for the
 #: nodes' regular re-read, which is at most ``SchedulerConfig.external_check`` (1 s) away.
 _NOTIFY_HORIZON = timedelta(seconds=3)
+#: How long a node waits before looking again at due jobs another node is claiming.
+_BUSY_BACKOFF = timedelta(milliseconds=3)
 
 
 def _error(message: str, *, transient: bool) -> StoreError:
@@ -143,6 +145,7 @@ class PostgresBackend(StoreBackend):
         self._channel = f"omnicron_{settings.schema}"
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] | None = None
         self._held = _Held()
+        self._empty_claim_at: datetime | None = None
         self._pending_saves: builtins.list[tuple[Job, asyncio.Future[None]]] = []
         self._saver: asyncio.Task[None] | None = None
         self._token = uuid.uuid4().hex[:16]  # tells our own notifications from others'
@@ -778,6 +781,11 @@ class PostgresBackend(StoreBackend):
             "read", "SELECT min(next_run_at) FROM omnicron_jobs WHERE status = 'enabled'"
         )
         value: datetime | None = rows[0][0]
+        empty = self._empty_claim_at
+        if value is not None and empty is not None and value <= empty:
+            # what is due is being claimed by another node (our claim skipped its locked
+            # rows): look again in a moment instead of spinning until that node commits
+            return empty + _BUSY_BACKOFF
         return value
 
     async def unscheduled(self, limit: int) -> builtins.list[Job]:
@@ -805,6 +813,7 @@ class PostgresBackend(StoreBackend):
         ) -> builtins.list[tuple[Job, int, int]]:
             cur = await conn.execute(_DUE, (now, limit))
             rows = await cur.fetchall()
+            self._empty_claim_at = None if rows else now
             if not rows:
                 return []
             jobs: builtins.list[Job] = []
@@ -862,6 +871,10 @@ class PostgresBackend(StoreBackend):
             conn: psycopg.AsyncConnection[TupleRow],
         ) -> tuple[builtins.list[Job], set[str]]:
             refused: set[str] = set()
+            # A finish need not wait for its WAL flush: if the database crashes before the
+            # flush, the run stays `running` and its lease returns it (interrupted); nothing
+            # runs twice. The claim, which decides what runs, always waits.
+            await conn.execute("SET LOCAL synchronous_commit = off")
             if fenced:
                 ids, fires, attempts, owners, states, errors = [], [], [], [], [], []
                 for job_id, (fire, attempt, owner) in fenced.items():
