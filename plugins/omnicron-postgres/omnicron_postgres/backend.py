@@ -458,7 +458,7 @@ class PostgresBackend(StoreBackend):
         attempts = [a for _, a in held]
         rows = conn.execute(
             "UPDATE omnicron_fires f SET lease_until = now() + %s * interval '1 second' "
-            "FROM unnest(%s::bigint[], %s::int[]) AS u(id, attempt) "
+            "FROM unnest(%b::bigint[], %b::int[]) AS u(id, attempt) "
             "WHERE f.id = u.id AND f.attempt = u.attempt AND f.state = 'running' "
             "RETURNING f.id",
             (self.settings.lease, fires, attempts),
@@ -542,7 +542,7 @@ class PostgresBackend(StoreBackend):
                 "UPDATE omnicron_fires f SET state = u.state, error = u.error, "
                 "finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, "
                 "lease_owner = NULL, lease_until = NULL "
-                "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(id, state, error) "
+                "FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS u(id, state, error) "
                 "WHERE f.id = u.id",
                 (fire_ids, states, errors),
             )
@@ -992,7 +992,7 @@ _INSERT_FIRES = (
     "INSERT INTO omnicron_fires AS f (job_id, scheduled_for, state, attempt, lease_owner, "
     "lease_until) "
     "SELECT u.job_id, u.fire, 'running', 1, %s, now() + %s * interval '1 second' "
-    "FROM unnest(%s::text[], %s::timestamptz[]) AS u(job_id, fire) "
+    "FROM unnest(%b::text[], %b::timestamptz[]) AS u(job_id, fire) "
     "ON CONFLICT ON CONSTRAINT omnicron_fires_fire DO UPDATE SET state = 'running', "
     "attempt = f.attempt + 1, lease_owner = EXCLUDED.lease_owner, "
     "lease_until = EXCLUDED.lease_until, started_at = now(), finished_at = NULL, error = '' "
@@ -1003,7 +1003,7 @@ _INSERT_FIRES = (
 _FINISH_FIRES = (
     "UPDATE omnicron_fires f SET state = u.state, error = u.error, finished_at = now(), "
     "lease_owner = NULL, lease_until = NULL "
-    "FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[]) "
+    "FROM unnest(%b::bigint[], %b::int[], %b::text[], %b::text[], %b::text[]) "
     "AS u(id, attempt, owner, state, error) "
     "WHERE f.id = u.id AND f.attempt = u.attempt AND f.lease_owner = u.owner "
     "AND f.state = 'running' "
@@ -1013,14 +1013,14 @@ _FINISH_FIRES = (
 _UPDATE_JOBS = (
     "UPDATE omnicron_jobs j SET status = u.status, next_run_at = u.next_run_at, "
     "data = u.data, updated_at = now() "
-    "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
+    "FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[]) "
     "AS u(id, status, next_run_at, data) WHERE j.id = u.id"
 )
 
 _UPSERT_JOBS = (
     "INSERT INTO omnicron_jobs (id, status, next_run_at, data) "
     "SELECT u.id, u.status, u.next_run_at, u.data "
-    "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
+    "FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::text[]) "
     "AS u(id, status, next_run_at, data) "
     "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, "
     "next_run_at = EXCLUDED.next_run_at, data = EXCLUDED.data, updated_at = now()"
