@@ -13,7 +13,6 @@ from ._errors import (
 )
 from ._models import (
     Action,
-    ActionType,
     ExecutionResult,
     Job,
     JobStatus,
@@ -43,7 +42,6 @@ __all__ = [
     "DEFAULT_STORE_URL",
     "Action",
     "ActionExecutor",
-    "ActionType",
     "ConfigError",
     "Duration",
     "ExecutionHandler",
