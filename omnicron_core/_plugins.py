@@ -17,7 +17,7 @@ import pluggy
 import structlog
 
 from . import hookspecs
-from ._errors import JobValidationError, PluginError
+from ._errors import ConfigError, JobValidationError, PluginError
 
 from ._models import RESERVED_ACTION_KEYS, dec_hook
 
@@ -447,6 +447,8 @@ class Registry:
 
     def _failed(self, plugin: str, hook: str, exc: BaseException) -> None:
         self.failures.setdefault(plugin, exc)
+        if isinstance(exc, ConfigError):
+            return
         _log.warning(
             "plugin.registration_failed",
             plugin=plugin,
@@ -480,6 +482,11 @@ class Registry:
                     owners[kind] = res.plugin_name
             self.executor_plugins = owners
             self._executors = found
+        # Bad settings are the operator's to fix: refuse them (every time) rather than run
+        # without that plugin. A plugin that fails for any other reason is left out.
+        for exc in self.failures.values():
+            if isinstance(exc, ConfigError):
+                raise exc
         return self._executors
 
     @property

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from omnicron_core import Job, RunInfo
+from omnicron_core.plugin import Job, RunInfo
 
 from ._secrets import resolve_env_refs
 from ._settings import SendMessageSettings

@@ -16,12 +16,14 @@ import anyio
 import httpx
 import structlog
 
-from omnicron_core import (
-    Action,
+import msgspec
+
+from omnicron_core.plugin import (
     ActionExecutor,
     ExecutionResult,
     Job,
     JobValidationError,
+    ParamFlag,
     RunInfo,
     parse_go_duration,
 )
@@ -40,7 +42,7 @@ from ._ssrf import (
     resolve_host_sync,
 )
 
-__all__ = ["METHODS", "WebhookExecutor"]
+__all__ = ["METHODS", "WebhookExecutor", "WebhookParams"]
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 USER_AGENT = "omnicron-webhook/0.1"
@@ -112,7 +114,20 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host.lower(), url.port or default
 
 
-class WebhookExecutor(ActionExecutor):
+class WebhookParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The parameters of a ``call_webhook`` action (the Go original's keys)."""
+
+    #: The http(s) URL to call (required).
+    webhook_url: str = ""
+    #: HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS (default POST).
+    webhook_method: str = ""
+    #: Request headers (name to value); values may hold ``${env:NAME}`` secret references.
+    webhook_headers: dict[str, str] | None = None
+    #: Request body (sent as JSON content with POST, PUT and PATCH).
+    webhook_body: str = ""
+
+
+class WebhookExecutor(ActionExecutor[WebhookParams]):
     """Calls an HTTP(S) webhook for each run: retries, signing, SSRF protection.
 
     One pooled :class:`httpx.AsyncClient` per executor, created on first use and closed by
@@ -122,6 +137,15 @@ class WebhookExecutor(ActionExecutor):
 
     action_type = "call_webhook"
     description = "Call an HTTP(S) webhook (retries with backoff, signing, SSRF protection)"
+    params_type = WebhookParams
+    cli_flags = (
+        ParamFlag("webhook_url", "--webhook-url", "Webhook URL."),
+        ParamFlag("webhook_method", "--webhook-method", "HTTP method (default POST)."),
+        ParamFlag(
+            "webhook_headers", "--webhook-header", "NAME:VALUE (repeat).", kind="pairs"
+        ),
+        ParamFlag("webhook_body", "--webhook-body", "Request body."),
+    )
 
     def __init__(
         self,
@@ -139,14 +163,14 @@ class WebhookExecutor(ActionExecutor):
 
     # -- validation -----------------------------------------------------------------------
 
-    def validate(self, action: Action) -> None:
-        """Check the action's URL, method and headers; resolve the host best-effort."""
-        self._check(action, resolve=True)
+    def validate(self, params: WebhookParams) -> None:
+        """Check the URL, method and headers; resolve the host best-effort."""
+        self._check(params, resolve=True)
 
-    async def validate_async(self, action: Action) -> None:
+    async def validate_async(self, params: WebhookParams) -> None:
         """The add-time check the Scheduler awaits: as :meth:`validate`, but the host is
         resolved without blocking the event loop."""
-        _, url = self._check(action, resolve=False)
+        _, url = self._check(params, resolve=False)
         if not self._addresses.enabled or _is_literal(url.host):
             return
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -162,7 +186,7 @@ class WebhookExecutor(ActionExecutor):
                 f"webhook_url refused: {exc}", field="action.webhook_url"
             ) from None
 
-    def _check(self, action: Action, *, resolve: bool) -> tuple[str, httpx.URL]:
+    def _check(self, action: WebhookParams, *, resolve: bool) -> tuple[str, httpx.URL]:
         if not action.webhook_url:
             raise JobValidationError(
                 "webhook_url is required for call_webhook action", field="action.webhook_url"
@@ -247,10 +271,11 @@ class WebhookExecutor(ActionExecutor):
             return ExecutionResult.failed(f"webhook request failed: {_describe(exc)}")
 
     def _prepare(self, job: Job, run: RunInfo) -> _Prepared:
-        method, url = self._check(job.action, resolve=False)
+        params = self.decode_params(job.action)
+        method, url = self._check(params, resolve=False)
         headers: list[tuple[str, str]] = []
         secret_headers: set[str] = set()
-        for name, value in (job.action.webhook_headers or {}).items():
+        for name, value in (params.webhook_headers or {}).items():
             if find_env_refs(value):
                 secret_headers.add(name.lower())
                 try:
@@ -277,7 +302,7 @@ class WebhookExecutor(ActionExecutor):
             url=url,
             headers=tuple(headers),
             secret_headers=frozenset(secret_headers),
-            body=job.action.webhook_body.encode(),
+            body=params.webhook_body.encode(),
             message_id=idempotency_key(job, run),
             signing_key=key,
             timeout=self._timeout_for(job),
