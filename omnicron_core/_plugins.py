@@ -296,6 +296,8 @@ class OmnicronPluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__("omnicron")
         self.load_failures: list[PluginLoadFailure] = []
+        #: Entry-point name -> distribution, for plugins installed but blocked.
+        self.blocked_distributions: dict[str, str] = {}
 
 
 def _disabled_from_env() -> set[str]:
@@ -342,7 +344,10 @@ def _load_entrypoints(pm: OmnicronPluginManager, *, strict: bool) -> None:
             if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
                 continue
             seen.add(ep.name)
-            if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+            if pm.is_blocked(ep.name):
+                pm.blocked_distributions[ep.name] = dist_name
+                continue
+            if pm.has_plugin(ep.name):
                 continue
             try:
                 plugin = ep.load()
@@ -521,8 +526,11 @@ class Registry:
         out = [
             f"{f.name} ({f.distribution}): {f.error}" for f in getattr(pm, "load_failures", ())
         ]
+        dists: dict[str, str] = getattr(pm, "blocked_distributions", {})
         out += [
-            f"{name}: disabled" for name, plugin in pm.list_name_plugin() if plugin is None
+            f"{name} ({dists[name]}): disabled" if name in dists else f"{name}: disabled"
+            for name, plugin in pm.list_name_plugin()
+            if plugin is None
         ]
         out += [f"{name}: {type(exc).__name__}: {exc}" for name, exc in self.failures.items()]
         return out

@@ -343,7 +343,7 @@ def test_reconcile_across_restarts(tmp_path: Path) -> None:
     assert "1 added, 1 updated, 1 removed, 0 unchanged" in proc.stderr
     jobs = stored(db)
     assert set(jobs) == {"a", "c", "mine"}
-    assert jobs["a"].action.message == "changed"
+    assert jobs["a"].action.params["message"] == "changed"
     assert jobs["a"].run_count == ran  # run state survives the update
     assert jobs["mine"].metadata in (None, {})  # never marked, never touched
 
