@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, overload
 
 import msgspec

@@ -18,7 +18,6 @@ import structlog
 
 from . import hookspecs
 from ._errors import ConfigError, JobValidationError, PluginError
-
 from ._models import RESERVED_ACTION_KEYS, dec_hook
 
 if TYPE_CHECKING:
@@ -36,6 +35,7 @@ __all__ = [
     "RunInfo",
     "StoreBackendSpec",
     "call_each_plugin",
+    "describe_executor",
     "get_plugin_manager",
     "params_json_schema",
 ]
@@ -138,7 +138,7 @@ class ActionExecutor(abc.ABC, Generic[P]):
         except msgspec.ValidationError as exc:
             raise self._params_error(exc) from None
 
-    def validate(self, params: P) -> None:  # noqa: B027 - optional hook, empty on purpose
+    def validate(self, params: P) -> None:
         """Refuse parameters this executor cannot run (beyond what the Struct's types say).
 
         Called at add/update time and by :meth:`check` before a run; must not block.
@@ -175,7 +175,7 @@ class ActionExecutor(abc.ABC, Generic[P]):
     async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
         """Perform the job's action once."""
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, empty on purpose
+    async def aclose(self) -> None:
         """Release what the executor holds (clients, files). Called when the scheduler stops."""
 
     def _params_error(self, exc: msgspec.ValidationError) -> JobValidationError:
@@ -520,12 +520,17 @@ class Registry:
             self._backends = found
         return self._backends
 
+    def executors_built(self) -> dict[str, ActionExecutor[Any]]:
+        """The executors built so far, without raising for another plugin's bad settings."""
+        if self._executors is None:
+            with contextlib.suppress(ConfigError):
+                self.executors  # noqa: B018 - builds them
+        return dict(self._executors or {})
+
     def not_loaded(self) -> list[str]:
         """Plugins that are installed but did not load or register, with the reason."""
         pm = self.plugin_manager
-        out = [
-            f"{f.name} ({f.distribution}): {f.error}" for f in getattr(pm, "load_failures", ())
-        ]
+        out = [f"{f.name} ({f.distribution}): {f.error}" for f in getattr(pm, "load_failures", ())]
         dists: dict[str, str] = getattr(pm, "blocked_distributions", {})
         out += [
             f"{name} ({dists[name]}): disabled" if name in dists else f"{name}: disabled"
@@ -574,6 +579,16 @@ class Registry:
                     _log.warning(
                         "executor.close_failed", action_type=executor.action_type, error=str(exc)
                     )
+
+
+def describe_executor(executor: ActionExecutor[Any]) -> dict[str, Any]:
+    """``{"type", "description", "parameters"}`` of an executor (``omnicron plugins --json``,
+    the agent tools, the docs)."""
+    return {
+        "type": executor.action_type,
+        "description": executor.description,
+        "parameters": executor.params_schema(),
+    }
 
 
 def _checked_executor(plugin: str, executor: Any) -> ActionExecutor[Any]:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import structlog
@@ -40,7 +40,13 @@ from ._errors import (
     StoreError,
 )
 from ._models import Job
-from ._plugins import ENTRY_POINT_GROUP, Registry, get_plugin_manager
+from ._plugins import (
+    ENTRY_POINT_GROUP,
+    ActionExecutor,
+    Registry,
+    describe_executor,
+    get_plugin_manager,
+)
 from ._schedule import resolve_zone
 from ._scheduler import Scheduler, SchedulerConfig
 from ._store import Store, StoreConfig
@@ -136,40 +142,26 @@ def _check_plugin_sections(config: Config, pm: pluggy.PluginManager) -> list[Con
     return errors
 
 
-def _probe_executors(registry: Registry) -> list[ConfigError]:
-    """Build each plugin's executors on its own, to report every plugin's bad settings."""
+def _check_executors(registry: Registry) -> list[ConfigError]:
+    """Every plugin's problem building its executors or backends (each plugin on its own)."""
+    try:
+        registry.executors  # noqa: B018 - building the executors validates plugin settings
+    except ConfigError:
+        pass  # also in registry.failures, with every other plugin's
+    except PluginError as exc:
+        return [ConfigError(str(exc), field="plugins")]
     errors: list[ConfigError] = []
-    pm = registry.plugin_manager
-    for impl in pm.hook.omnicron_action_executors.get_hookimpls():
-        kwargs = {"context": registry.context} if "context" in impl.argnames else {}
-        try:
-            list(cast(Iterable[Any], impl.function(**kwargs) or ()))
-        except ConfigError as exc:
-            errors.append(
-                exc if exc.field else ConfigError(exc.message, field=f"plugins.{impl.plugin_name}")
-            )
-        except Exception as exc:
+    for name, exc in registry.failures.items():
+        if isinstance(exc, ConfigError):
+            errors.append(exc if exc.field else ConfigError(exc.message, field=f"plugins.{name}"))
+        else:
             errors.append(
                 ConfigError(
-                    f"plugin failed to build its executors: {type(exc).__name__}: {exc}",
-                    field=f"plugins.{impl.plugin_name}",
+                    f"plugin failed to register: {type(exc).__name__}: {exc}",
+                    field=f"plugins.{name}",
                 )
             )
     return errors
-
-
-def _check_executors(registry: Registry) -> list[ConfigError]:
-    try:
-        registry.executors  # noqa: B018 - building the executors validates plugin settings
-    except ConfigError as exc:
-        return _probe_executors(registry) or [exc]
-    except PluginError as exc:
-        return [ConfigError(str(exc), field="plugins")]
-    except Exception as exc:
-        return _probe_executors(registry) or [
-            ConfigError(f"{type(exc).__name__}: {exc}", field="plugins")
-        ]
-    return []
 
 
 def _check_store(config: Config, registry: Registry) -> list[ConfigError]:
@@ -398,6 +390,8 @@ class PluginInfo:
     store_schemes: list[str] = field(default_factory=list)
     status: str = "loaded"  # loaded | failed | disabled
     error: str = ""
+    #: Per action type: ``{"type", "description", "parameters"}`` (a JSON Schema).
+    actions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_builtins(self) -> dict[str, Any]:
         return {
@@ -405,6 +399,7 @@ class PluginInfo:
             "distribution": self.distribution,
             "version": self.version,
             "action_types": self.action_types,
+            "actions": self.actions,
             "store_schemes": self.store_schemes,
             "status": self.status,
             "error": self.error,
@@ -440,27 +435,32 @@ def plugin_infos(
             dist, version = "", ""
         infos[name] = PluginInfo(name, dist, version)
     registry = Registry(pm, settings=settings or {})
-    for impl in pm.hook.omnicron_action_executors.get_hookimpls():
-        info = infos.get(impl.plugin_name)
-        if info is None:
+    executors: dict[str, ActionExecutor[Any]] = {}
+    try:
+        executors = registry.executors
+    except ConfigError:
+        executors = registry.executors_built()
+    except PluginError as exc:
+        for info in infos.values():
+            info.error = info.error or str(exc)
+    for kind, owner in sorted(registry.executor_plugins.items()):
+        info = infos.get(owner)
+        executor = executors.get(kind)
+        if info is None or executor is None:
             continue
-        kwargs = {"context": registry.context} if "context" in impl.argnames else {}
-        try:
-            info.action_types = sorted(
-                e.action_type for e in cast(Iterable[Any], impl.function(**kwargs) or ())
-            )
-        except Exception as exc:
-            info.error = f"{type(exc).__name__}: {exc}"
-    for impl in pm.hook.omnicron_store_backends.get_hookimpls():
-        info = infos.get(impl.plugin_name)
-        if info is None:
-            continue
-        try:
-            info.store_schemes = sorted(
-                s.scheme for s in cast(Iterable[Any], impl.function() or ())
-            )
-        except Exception as exc:
-            info.error = f"{type(exc).__name__}: {exc}"
+        info.action_types.append(kind)
+        info.actions.append(describe_executor(executor))
+    try:
+        registry.backends  # noqa: B018 - fills backend_plugins
+    except PluginError as exc:
+        for info in infos.values():
+            info.error = info.error or str(exc)
+    for scheme, owner in sorted(registry.backend_plugins.items()):
+        if owner in infos:
+            infos[owner].store_schemes.append(scheme)
+    for name, exc in registry.failures.items():
+        if name in infos:
+            infos[name].error = f"{type(exc).__name__}: {exc}"
     for failure in getattr(pm, "load_failures", ()):
         version = dists.get(failure.name, ("", ""))[1]
         infos[failure.name] = PluginInfo(

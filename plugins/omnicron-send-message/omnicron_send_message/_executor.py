@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
-import pluggy
-
 import msgspec
+import pluggy
 
 from omnicron_core.plugin import (
     ActionExecutor,
@@ -33,12 +32,10 @@ _MAX_SESSION_ID = 1024
 class SendMessageParams(
     msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
 ):
-    """The parameters of a ``send_message`` action (the Go original's keys)."""
+    """The parameters of a send_message action (the Go original's keys)."""
 
-    #: The agent session to talk to (required).
-    session_id: str = ""
-    #: The message to send (required; at most ``max_message_bytes`` UTF-8 bytes).
-    message: str = ""
+    session_id: Annotated[str, msgspec.Meta(description="Target agent session ID (required)")] = ""
+    message: Annotated[str, msgspec.Meta(description="Message content (required)")] = ""
 
 
 class SendMessageExecutor(ActionExecutor[SendMessageParams]):

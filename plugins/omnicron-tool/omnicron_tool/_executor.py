@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pluggy
@@ -34,12 +34,15 @@ def is_builtin(tool: Tool) -> bool:
 
 
 class ToolParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """The parameters of a ``call_tool`` action (the Go original's keys)."""
+    """The parameters of a call_tool action (the Go original's keys)."""
 
-    #: The registered, allowed tool to call (required).
-    tool_name: str = ""
-    #: The tool's arguments, checked against its JSON Schema.
-    tool_params: dict[str, Any] | None = None
+    tool_name: Annotated[
+        str, msgspec.Meta(description="Name of a registered, allowed tool (required)")
+    ] = ""
+    tool_params: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(description="The tool's arguments, checked against its JSON Schema"),
+    ] = None
 
 
 class ToolExecutor(ActionExecutor[ToolParams]):

@@ -10,13 +10,12 @@ import ssl
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import anyio
 import httpx
-import structlog
-
 import msgspec
+import structlog
 
 from omnicron_core.plugin import (
     ActionExecutor,
@@ -115,16 +114,28 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 
 class WebhookParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """The parameters of a ``call_webhook`` action (the Go original's keys)."""
+    """The parameters of a call_webhook action (the Go original's keys)."""
 
-    #: The http(s) URL to call (required).
-    webhook_url: str = ""
-    #: HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS (default POST).
-    webhook_method: str = ""
-    #: Request headers (name to value); values may hold ``${env:NAME}`` secret references.
-    webhook_headers: dict[str, str] | None = None
-    #: Request body (sent as JSON content with POST, PUT and PATCH).
-    webhook_body: str = ""
+    webhook_url: Annotated[
+        str, msgspec.Meta(description="Webhook URL, http or https (required)", max_length=2048)
+    ] = ""
+    webhook_method: Annotated[
+        str,
+        msgspec.Meta(
+            description="HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS "
+            "(default: POST)"
+        ),
+    ] = ""
+    webhook_headers: Annotated[
+        dict[str, str] | None,
+        msgspec.Meta(
+            description="HTTP headers (name to value); a value may hold ${env:NAME} secret "
+            "references"
+        ),
+    ] = None
+    webhook_body: Annotated[
+        str, msgspec.Meta(description="Request body (JSON text for POST, PUT and PATCH)")
+    ] = ""
 
 
 class WebhookExecutor(ActionExecutor[WebhookParams]):
@@ -141,9 +152,7 @@ class WebhookExecutor(ActionExecutor[WebhookParams]):
     cli_flags = (
         ParamFlag("webhook_url", "--webhook-url", "Webhook URL."),
         ParamFlag("webhook_method", "--webhook-method", "HTTP method (default POST)."),
-        ParamFlag(
-            "webhook_headers", "--webhook-header", "NAME:VALUE (repeat).", kind="pairs"
-        ),
+        ParamFlag("webhook_headers", "--webhook-header", "NAME:VALUE (repeat).", kind="pairs"),
         ParamFlag("webhook_body", "--webhook-body", "Request body."),
     )
 

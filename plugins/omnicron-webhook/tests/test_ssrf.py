@@ -221,7 +221,8 @@ async def test_allow_hosts_limits_targets(
     with pytest.raises(JobValidationError) as info:
         executor.check(_action("https://example.org/hook"))
     assert (
-        info.value.message == "invalid action: webhook_url host 'example.org' is not in plugins.webhook.allow_hosts"
+        info.value.message
+        == "invalid action: webhook_url host 'example.org' is not in plugins.webhook.allow_hosts"
     )
     # A redirect hop to a host off the list is refused before connecting.
     server.always(status=302, headers={"Location": f"http://localhost:{server.port}/"})
