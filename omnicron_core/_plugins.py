@@ -130,6 +130,12 @@ class ActionExecutor(abc.ABC, Generic[P]):
     params_type: type[P]
     #: Extra flags of ``omnicron jobs add/update`` (``--param key=value`` always works).
     cli_flags: Sequence[ParamFlag] = ()
+    #: The parameter that names an agent session, if any: the agent tools default it to the
+    #: caller's own session (and ``own_session_only`` pins it there).
+    agent_session_param: str = ""
+    #: Parameters the agent tools do not offer unless the skill config's ``allow_params``
+    #: lists them, with the reason a model is told (``{"webhook_body": "..."}``).
+    agent_withheld: Mapping[str, str] = {}
 
     def decode_params(self, action: Action) -> P:
         """``action.params`` as :attr:`params_type`; raises a located ``JobValidationError``."""

@@ -129,9 +129,15 @@ def fire_preview(job: Job, location: tzinfo | None, count: int) -> list[str]:
 
 
 def job_view(job: Job, location: tzinfo | None, count: int) -> dict[str, Any]:
-    """The whole job as the original's JSON, plus ``schedule_description``, ``timezone`` and
-    ``next_fire_times``."""
+    """The whole job as the original's JSON (its times in the job's display zone), plus
+    ``schedule_description``, ``timezone`` and ``next_fire_times``."""
     out = job_to_builtins(job)
+    zone = display_zone(job.schedule, location)
+    # One zone per answer: the job's times in the zone its next_fire_times are shown in.
+    for key in ("created_at", "updated_at", "last_run_at", "next_run_at"):
+        when = getattr(job, key)
+        if when is not None:
+            out[key] = rfc3339(when, zone)
     out.update(schedule_extras(job, location, count))
     return out
 

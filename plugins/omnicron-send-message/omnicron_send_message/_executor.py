@@ -34,7 +34,7 @@ class SendMessageParams(
 ):
     """The parameters of a send_message action (the Go original's keys)."""
 
-    session_id: Annotated[str, msgspec.Meta(description="Target agent session ID (required)")] = ""
+    session_id: Annotated[str, msgspec.Meta(description="Target agent session ID")] = ""
     message: Annotated[str, msgspec.Meta(description="Message content (required)")] = ""
 
 
@@ -49,6 +49,7 @@ class SendMessageExecutor(ActionExecutor[SendMessageParams]):
     action_type = "send_message"
     description = "Send a message to an agent session (host hook, console, jsonl or http)"
     params_type = SendMessageParams
+    agent_session_param = "session_id"
     cli_flags = (
         ParamFlag("session_id", "--session-id", "Target agent session."),
         ParamFlag("message", "--message", "Message to send."),

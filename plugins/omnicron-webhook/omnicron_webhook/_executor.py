@@ -149,6 +149,11 @@ class WebhookExecutor(ActionExecutor[WebhookParams]):
     action_type = "call_webhook"
     description = "Call an HTTP(S) webhook (retries with backoff, signing, SSRF protection)"
     params_type = WebhookParams
+    # As the original: a model never sets headers (they may carry secrets) or a body.
+    agent_withheld = {
+        "webhook_headers": "this scheduler does not let agents set webhook headers",
+        "webhook_body": "this scheduler does not let agents set a webhook body",
+    }
     cli_flags = (
         ParamFlag("webhook_url", "--webhook-url", "Webhook URL."),
         ParamFlag("webhook_method", "--webhook-method", "HTTP method (default POST)."),
