@@ -495,9 +495,9 @@ class Registry:
             self._executors = found
         # Bad settings are the operator's to fix: refuse them (every time) rather than run
         # without that plugin. A plugin that fails for any other reason is left out.
-        for exc in self.failures.values():
-            if isinstance(exc, ConfigError):
-                raise exc
+        for failure in self.failures.values():
+            if isinstance(failure, ConfigError):
+                raise failure
         return self._executors
 
     @property

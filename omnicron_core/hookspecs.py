@@ -9,7 +9,7 @@ with keyword arguments, so an implementation may accept any subset of the parame
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -44,7 +44,7 @@ def omnicron_add_hookspecs(plugin_manager: pluggy.PluginManager) -> None:
 @hookspec
 def omnicron_action_executors(  # type: ignore[empty-body]
     context: PluginContext,
-) -> Iterable[ActionExecutor]:
+) -> Iterable[ActionExecutor[Any]]:
     """Return the action executors this plugin provides.
 
     Each executor names one action type (``ActionExecutor.action_type``), validates an

@@ -151,13 +151,17 @@ def _check_executors(registry: Registry) -> list[ConfigError]:
     except PluginError as exc:
         return [ConfigError(str(exc), field="plugins")]
     errors: list[ConfigError] = []
-    for name, exc in registry.failures.items():
-        if isinstance(exc, ConfigError):
-            errors.append(exc if exc.field else ConfigError(exc.message, field=f"plugins.{name}"))
+    for name, failure in registry.failures.items():
+        if isinstance(failure, ConfigError):
+            errors.append(
+                failure
+                if failure.field
+                else ConfigError(failure.message, field=f"plugins.{name}")
+            )
         else:
             errors.append(
                 ConfigError(
-                    f"plugin failed to register: {type(exc).__name__}: {exc}",
+                    f"plugin failed to register: {type(failure).__name__}: {failure}",
                     field=f"plugins.{name}",
                 )
             )
@@ -441,26 +445,26 @@ def plugin_infos(
     except ConfigError:
         executors = registry.executors_built()
     except PluginError as exc:
-        for info in infos.values():
-            info.error = info.error or str(exc)
+        for each in infos.values():
+            each.error = each.error or str(exc)
     for kind, owner in sorted(registry.executor_plugins.items()):
-        info = infos.get(owner)
+        provider = infos.get(owner)
         executor = executors.get(kind)
-        if info is None or executor is None:
+        if provider is None or executor is None:
             continue
-        info.action_types.append(kind)
-        info.actions.append(describe_executor(executor))
+        provider.action_types.append(kind)
+        provider.actions.append(describe_executor(executor))
     try:
         registry.backends  # noqa: B018 - fills backend_plugins
     except PluginError as exc:
-        for info in infos.values():
-            info.error = info.error or str(exc)
+        for each in infos.values():
+            each.error = each.error or str(exc)
     for scheme, owner in sorted(registry.backend_plugins.items()):
         if owner in infos:
             infos[owner].store_schemes.append(scheme)
-    for name, exc in registry.failures.items():
+    for name, failure in registry.failures.items():
         if name in infos:
-            infos[name].error = f"{type(exc).__name__}: {exc}"
+            infos[name].error = f"{type(failure).__name__}: {failure}"
     for failure in getattr(pm, "load_failures", ()):
         version = dists.get(failure.name, ("", ""))[1]
         infos[failure.name] = PluginInfo(
