@@ -154,9 +154,7 @@ def _check_executors(registry: Registry) -> list[ConfigError]:
     for name, failure in registry.failures.items():
         if isinstance(failure, ConfigError):
             errors.append(
-                failure
-                if failure.field
-                else ConfigError(failure.message, field=f"plugins.{name}")
+                failure if failure.field else ConfigError(failure.message, field=f"plugins.{name}")
             )
         else:
             errors.append(

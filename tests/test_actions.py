@@ -4,6 +4,7 @@ parameter errors at every entry point, and the plugin-author API (``omnicron_cor
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 import sqlite3
@@ -69,9 +70,14 @@ class NoteExecutor(ActionExecutor[NoteParams]):
 
     async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
         params = self.check(job.action)
-        with open(params.path, "a", encoding="utf-8") as fh:
-            fh.write((params.text + "\n") * params.times)
+        line = (params.text + "\n") * params.times
+        await asyncio.to_thread(_append, params.path, line)
         return ExecutionResult.ok({"path": params.path})
+
+
+def _append(path: str, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 class NotePlugin:

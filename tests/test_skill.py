@@ -131,8 +131,9 @@ def test_identity_tools_and_descriptions_are_the_originals() -> None:
         "call_webhook",
         "send_message",
     ]
-    assert "send_message: Send a message to an agent session" in (
-        schema["properties"]["action_type"]["description"]
+    assert (
+        "send_message: Send a message to an agent session"
+        in (schema["properties"]["action_type"]["description"])
     )
     assert schema["properties"]["tool_params"]["type"] == "object"
     for name in ("cron_get", "cron_delete", "cron_enable", "cron_disable", "cron_trigger"):

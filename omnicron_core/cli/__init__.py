@@ -275,7 +275,12 @@ def plugins(ctx: click.Context, config_path: Path | None, as_json: bool) -> None
     ]
     print_table(["PLUGIN", "DISTRIBUTION", "VERSION", "ACTION TYPES", "STORES", "STATUS"], rows)
     actions = [
-        [a["type"], i.name, a["description"] or "-", ", ".join(a["parameters"].get("properties", {}))]
+        [
+            a["type"],
+            i.name,
+            a["description"] or "-",
+            ", ".join(a["parameters"].get("properties", {})),
+        ]
         for i in infos
         for a in i.actions
     ]
