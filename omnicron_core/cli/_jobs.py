@@ -351,8 +351,21 @@ def _field_is_text(kind: str, key: str) -> bool:
         return False
     for f in info.fields:
         if f.encode_name == key:
-            types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
-            return any(isinstance(t, msgspec.inspect.StrType) for t in types)
+            kind_info = f.type
+            while isinstance(kind_info, msgspec.inspect.Metadata):
+                kind_info = kind_info.type
+            types = (
+                kind_info.types
+                if isinstance(kind_info, msgspec.inspect.UnionType)
+                else (kind_info,)
+            )
+            return any(
+                isinstance(
+                    t.type if isinstance(t, msgspec.inspect.Metadata) else t,
+                    msgspec.inspect.StrType,
+                )
+                for t in types
+            )
     return False
 
 
