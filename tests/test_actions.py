@@ -471,3 +471,15 @@ async def test_a_sqlite_store_written_before_params_loads_unchanged(tmp_path: Pa
         "session_id": "s1",
         "message": "hi",
     }
+
+
+def test_plugin_distributions_depend_on_a_compatible_core_range() -> None:
+    projects = [
+        *ROOT.glob("plugins/*/pyproject.toml"),
+        *ROOT.glob("examples/plugins/*/pyproject.toml"),
+    ]
+    assert len(projects) >= 4
+    for project in projects:
+        deps = tomllib.loads(project.read_text())["project"]["dependencies"]
+        (core,) = [d for d in deps if d.startswith("omnicron-core")]
+        assert re.fullmatch(r"omnicron-core>=0\.1,<0\.2", core), (project, core)
