@@ -483,3 +483,72 @@ def test_plugin_distributions_depend_on_a_compatible_core_range() -> None:
         deps = tomllib.loads(project.read_text())["project"]["dependencies"]
         (core,) = [d for d in deps if d.startswith("omnicron-core")]
         assert re.fullmatch(r"omnicron-core>=0\.1,<0\.2", core), (project, core)
+
+
+# -- docs checked against the installed executors -------------------------------------------
+
+
+def _type_text(spec: dict[str, Any]) -> str:
+    if "anyOf" in spec:
+        return " or ".join(_type_text(o) for o in spec["anyOf"] if o != {"type": "null"})
+    kind = spec.get("type", "any")
+    if kind == "object" and isinstance(spec.get("additionalProperties"), dict):
+        return f"object of {spec['additionalProperties'].get('type', 'any')}"
+    return str(kind)
+
+
+def params_table(action: dict[str, Any]) -> str:
+    """The parameters table of an executor page, as docs/executors/*.md hold it."""
+    schema = action["parameters"]
+    required = set(schema.get("required", []))
+    lines = [
+        f"Parameters of `{action['type']}` (beside `type` in the action; generated from the "
+        "executor's params Struct, checked by tests/test_actions.py):",
+        "",
+        "| parameter | type | required | description |",
+        "|---|---|---|---|",
+    ]
+    for name, spec in schema.get("properties", {}).items():
+        lines.append(
+            f"| `{name}` | {_type_text(spec)} | {'yes' if name in required else 'no'} | "
+            f"{spec.get('description', '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+EXECUTOR_PAGES = {
+    "call_tool": "call_tool.md",
+    "call_webhook": "webhook.md",
+    "send_message": "send_message.md",
+}
+
+
+@pytest.mark.parametrize("action_type", sorted(EXECUTOR_PAGES))
+def test_executor_pages_show_the_installed_parameters(action_type: str) -> None:
+    executor = Registry(get_plugin_manager()).executors[action_type]
+    page = (ROOT / "docs" / "executors" / EXECUTOR_PAGES[action_type]).read_text()
+    found = re.search(
+        rf"<!-- params:{action_type} -->\n(.*?)<!-- /params:{action_type} -->", page, re.S
+    )
+    assert found, f"no parameters block in {EXECUTOR_PAGES[action_type]}"
+    expected = params_table({"type": action_type, "parameters": executor.params_schema()})
+    assert found.group(1) == expected
+
+
+def test_agents_doc_lists_the_offered_action_types() -> None:
+    skill = Skill(store="memory://")
+    create = skill.get_tool("cron_create")
+    assert create is not None
+    props = create.parameters["properties"]
+    doc = (ROOT / "docs" / "agents.md").read_text()
+    table = doc.split("<!-- agent-action-types -->")[1].split("<!-- /agent-action-types -->")[0]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in table.strip().splitlines()[2:]}
+    registry = Registry(get_plugin_manager())
+    assert sorted(rows) == props["action_type"]["enum"]
+    for kind, row in rows.items():
+        executor = registry.executors[kind]
+        assert f"| {executor.description} |" in row
+        for name in executor.params_schema()["properties"]:
+            assert f"`{name}`" in row, (kind, name)
+            offered = name in props or name in executor.agent_withheld
+            assert offered, (kind, name)

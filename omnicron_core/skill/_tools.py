@@ -199,6 +199,8 @@ def merge_action_params(actions: Sequence[AgentAction], config: SkillConfig) -> 
                 item["description"] = (
                     f"{item.get('description', 'Agent session ID')} (default: your own session)"
                 )
+            elif name in action.parameters.get("required", ()):
+                item["description"] = f"{item.get('description', name)} (required)"
             if item.get("type") == "string":
                 item["maxLength"] = min(
                     item.get("maxLength", config.max_param_length), config.max_param_length

@@ -34,8 +34,8 @@ class SendMessageParams(
 ):
     """The parameters of a send_message action (the Go original's keys)."""
 
-    session_id: Annotated[str, msgspec.Meta(description="Target agent session ID")] = ""
-    message: Annotated[str, msgspec.Meta(description="Message content (required)")] = ""
+    session_id: Annotated[str, msgspec.Meta(description="Target agent session ID")]
+    message: Annotated[str, msgspec.Meta(description="Message content")]
 
 
 class SendMessageExecutor(ActionExecutor[SendMessageParams]):

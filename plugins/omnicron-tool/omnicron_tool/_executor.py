@@ -36,9 +36,7 @@ def is_builtin(tool: Tool) -> bool:
 class ToolParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """The parameters of a call_tool action (the Go original's keys)."""
 
-    tool_name: Annotated[
-        str, msgspec.Meta(description="Name of a registered, allowed tool (required)")
-    ] = ""
+    tool_name: Annotated[str, msgspec.Meta(description="Name of a registered, allowed tool")]
     tool_params: Annotated[
         dict[str, Any] | None,
         msgspec.Meta(description="The tool's arguments, checked against its JSON Schema"),

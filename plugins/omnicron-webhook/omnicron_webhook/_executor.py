@@ -117,8 +117,8 @@ class WebhookParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, om
     """The parameters of a call_webhook action (the Go original's keys)."""
 
     webhook_url: Annotated[
-        str, msgspec.Meta(description="Webhook URL, http or https (required)", max_length=2048)
-    ] = ""
+        str, msgspec.Meta(description="Webhook URL, http or https", max_length=2048)
+    ]
     webhook_method: Annotated[
         str,
         msgspec.Meta(
