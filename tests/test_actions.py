@@ -552,3 +552,49 @@ def test_agents_doc_lists_the_offered_action_types() -> None:
             assert f"`{name}`" in row, (kind, name)
             offered = name in props or name in executor.agent_withheld
             assert offered, (kind, name)
+
+
+async def test_mcp_server_offers_and_checks_a_third_party_type(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from mcp import Client
+
+    from omnicron_core.mcp_server import build_server
+
+    skill = Skill(
+        SkillConfig(min_interval="0"), store="memory://", registry=registry, start_scheduler=False
+    )
+    async with skill, Client(build_server(skill)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        props = tools["cron_create"].input_schema["properties"]
+        assert "note" in props["action_type"]["enum"]
+        assert props["times"] == {
+            "description": "For note: How many copies",
+            "type": "integer",
+            "minimum": 1,
+        }
+        target = tmp_path / "n.txt"
+        bad = await client.call_tool(
+            "cron_create",
+            {
+                "name": "n",
+                "schedule_interval": "1h",
+                "action_type": "note",
+                "path": "rel",
+                "text": "t",
+            },
+        )
+        assert bad.is_error
+        assert json.loads(bad.content[0].text) == {
+            "error": "add job: invalid action: path must be absolute"
+        }
+        good = await client.call_tool(
+            "cron_create",
+            {"name": "n", "schedule_interval": "1h", "action_type": "note", "path": str(target),
+             "text": "hello", "times": 2},
+        )  # fmt: skip
+        assert not good.is_error
+        job_id = json.loads(good.content[0].text)["id"]
+        fired = await client.call_tool("cron_trigger", {"id": job_id})
+        assert json.loads(fired.content[0].text)["success"] is True
+    assert target.read_text() == "hello\nhello\n"
