@@ -285,7 +285,8 @@ action = { type = "call_webhook", webhook_url = "https://hooks.example.com/x" }
     assert proc.returncode == 1
     assert "plugins.webhook: plugin 'webhook' is disabled" in proc.stderr
     assert (
-        "jobs[0].action.type: invalid action: action type 'call_webhook' needs the omnicron-webhook plugin"
+        "jobs[0].action.type: invalid action: invalid action type: call_webhook; installed action "
+        "types: call_tool, send_message; plugins not loaded: webhook (omnicron-webhook): disabled"
         in proc.stderr
     )
     proc = omnicron(
