@@ -111,7 +111,7 @@ class Action:
 
     def copy(self) -> Action:
         """A deep copy: the params share nothing with this action's."""
-        return Action(self.type, _copy_json(self.params))
+        return _action(self.type, _copy_json(self.params))
 
     def to_builtins(self) -> dict[str, Any]:
         """The flat JSON object: ``{"type": ..., **params}``."""
@@ -146,7 +146,15 @@ class Action:
                     f"(found {', '.join(sorted(params))} beside `type`)"
                 )
             params = dict(nested or {})
-        return cls(kind, params)
+        return _action(kind, params)
+
+
+def _action(kind: str, params: dict[str, Any]) -> Action:
+    """An Action owning ``params`` as given (no copy): for callers that just made them."""
+    action = Action.__new__(Action)
+    action.type = kind
+    action.params = params
+    return action
 
 
 def _json_kind(value: Any) -> str:
@@ -197,7 +205,7 @@ class Job(_Base):
         return msgspec.structs.replace(
             self,
             schedule=msgspec.structs.replace(self.schedule),
-            action=Action(self.action.type, _copy_json(self.action.params)),
+            action=_action(self.action.type, _copy_json(self.action.params)),
             metadata=_copy_json(self.metadata),
         )
 
