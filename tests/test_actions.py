@@ -598,3 +598,24 @@ async def test_mcp_server_offers_and_checks_a_third_party_type(
         fired = await client.call_tool("cron_trigger", {"id": job_id})
         assert json.loads(fired.content[0].text)["success"] is True
     assert target.read_text() == "hello\nhello\n"
+
+
+def test_agent_tool_texts_agree_and_state_the_limits() -> None:
+    skill = Skill(SkillConfig(min_interval="5m"), store="memory://")
+    tools = {t.name: t for t in skill.tools()}
+    create = tools["cron_create"].parameters["properties"]
+    preview = tools["cron_next"].parameters["properties"]
+    # one text for cron and intervals in both tools (5 fields, or 6 with seconds first)
+    assert create["schedule_cron"]["description"] == preview["schedule_cron"]["description"]
+    assert "5 fields" in create["schedule_cron"]["description"]
+    assert "6 fields with seconds first" in create["schedule_cron"]["description"]
+    assert preview["schedule_interval"]["description"] in create["schedule_interval"]["description"]
+    # the limits are stated, not learnt from errors
+    assert "at least 5m" in create["schedule_interval"]["description"]
+    assert "at most once every 5m" in tools["cron_create"].description
+    assert "zone offset" in create["schedule_once"]["description"]
+    # session_id defaults to the caller's session, so it is not "required"
+    assert "required" not in create["session_id"]["description"]
+    assert "default: your own session" in create["session_id"]["description"]
+    assert "(required)" in create["message"]["description"]
+    assert tools["cron_list"].description.startswith("List your scheduled jobs")
