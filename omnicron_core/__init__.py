@@ -11,6 +11,7 @@ from ._errors import (
     SchedulerAlreadyRunningError,
     StoreError,
 )
+from ._limits import AGENT_ORIGIN, JobLimits
 from ._models import (
     Action,
     ActionType,
@@ -40,6 +41,7 @@ from ._store import DEFAULT_STORE_URL, Store, StoreConfig
 from .hookspecs import hookimpl
 
 __all__ = [
+    "AGENT_ORIGIN",
     "DEFAULT_STORE_URL",
     "Action",
     "ActionExecutor",
@@ -49,6 +51,7 @@ __all__ = [
     "ExecutionHandler",
     "ExecutionResult",
     "Job",
+    "JobLimits",
     "JobNotFoundError",
     "JobPatch",
     "JobStatus",

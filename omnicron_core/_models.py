@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -104,6 +104,10 @@ class Job(_Base):
     schedule: Schedule = msgspec.field(default_factory=Schedule)
     action: Action = msgspec.field(default_factory=lambda: Action(type=""))
     owner_principal: str = ""
+    #: ``"agent"`` when the job was created or changed through the agent tools (the skill or
+    #: the MCP server); ``""`` for operators' jobs (API, config, CLI). ``${env:}`` secrets
+    #: resolve only in operators' jobs, and an update never clears the mark.
+    origin: Literal["", "agent"] = ""
     status: JobStatus = JobStatus.ENABLED
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
@@ -220,6 +224,7 @@ _ORDER = (
     "schedule",
     "action",
     "owner_principal",
+    "origin",
     "status",
     "created_at",
     "updated_at",

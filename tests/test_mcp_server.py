@@ -213,8 +213,13 @@ async def test_streamable_http_server(tmp_path: Path) -> None:
             )
             job = await wait_for_runs(session, out["id"], 1)
             assert job["run_count"] >= 1 and "last_error" not in job
+            # a manual trigger keeps min_interval (100ms) from the last run: stop the schedule
+            await session.call_tool("cron_disable", {"id": out["id"]})
+            await anyio.sleep(0.3)
             run = payload(await session.call_tool("cron_trigger", {"id": out["id"]}))
-            assert run["success"] is True
+            assert run["success"] is True, run
+            again = payload(await session.call_tool("cron_trigger", {"id": out["id"]}))
+            assert "minimum interval between runs is 100ms" in again["error"]
             assert run["output"] == {"tool_name": "echo", "params": {"text": "hi"}, "result": "hi"}
     finally:
         proc.terminate()
