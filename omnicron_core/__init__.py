@@ -10,6 +10,7 @@ from ._errors import (
     PluginError,
     SchedulerAlreadyRunningError,
     StoreError,
+    describe_error,
 )
 from ._limits import AGENT_ORIGIN, JobLimits
 from ._models import (
@@ -72,6 +73,7 @@ __all__ = [
     "StoreError",
     "decode_job",
     "decode_jobs",
+    "describe_error",
     "encode_job",
     "encode_jobs",
     "format_go_duration",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 #: ``Job.origin`` of a job created or changed through the agent tools (skill or MCP).
-AGENT_ORIGIN = "agent"
+AGENT_ORIGIN: Final[Literal["agent"]] = "agent"
 
 _ENV_MARK = "${env:"
 _QUOTE_CHARS = 80
@@ -130,9 +130,8 @@ def walk_strings(value: Any, path: str) -> Iterator[tuple[str, str, int]]:
             continue
         struct = isinstance(item, msgspec.Struct)
         for key, child in children:
-            if isinstance(key, str):
-                if not struct:
-                    yield where, key, depth + 1
+            if isinstance(key, str) and not struct:
+                yield where, key, depth + 1
             inner = where if struct and key == "params" else _key(where, key)
             stack.append((inner, child, depth if struct else depth + 1))
 

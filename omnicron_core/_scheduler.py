@@ -16,7 +16,12 @@ from typing import Any
 
 import structlog
 
-from ._errors import JobNotFoundError, JobValidationError, SchedulerAlreadyRunningError
+from ._errors import (
+    JobNotFoundError,
+    JobValidationError,
+    SchedulerAlreadyRunningError,
+    describe_error,
+)
 from ._limits import JobLimits
 from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo
@@ -350,9 +355,7 @@ class Scheduler:
         except JobValidationError as exc:
             result = ExecutionResult.failed(exc.message)
         except Exception as exc:
-            result = ExecutionResult.failed(
-                f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
-            )
+            result = ExecutionResult.failed(describe_error(exc))
         finished = utcnow()
         result.started_at = started
         result.finished_at = finished

@@ -310,7 +310,9 @@ def _zone(name: str, expr: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except Exception as exc:  # ValueError, ZoneInfoNotFoundError, ...
-        raise CronError(f"cron expression {quote(expr)} has unknown time zone {quote(name)}") from exc
+        raise CronError(
+            f"cron expression {quote(expr)} has unknown time zone {quote(name)}"
+        ) from exc
 
 
 def _location_key(location: tzinfo | str | None) -> tzinfo | str:
@@ -380,7 +382,9 @@ def _compile(expr: str, key: tzinfo | str) -> CronExpression:
 
 def _compile_every(expr: str, arg: str, zone: tzinfo) -> CronExpression:
     if not arg:
-        raise CronError(f"cron expression {quote(expr)}: @every needs a duration, e.g. '@every 1h30m'")
+        raise CronError(
+            f"cron expression {quote(expr)}: @every needs a duration, e.g. '@every 1h30m'"
+        )
     try:
         ns = parse_go_duration(arg)
     except ValueError as exc:

@@ -221,9 +221,7 @@ async def test_api_refuses_times_outside_the_horizon() -> None:
             datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
             datetime(1, 1, 1, tzinfo=UTC),
         ):
-            job = new_job(
-                "x", "far", Schedule(once=when), Action(type="send_message", message="m")
-            )
+            job = new_job("x", "far", Schedule(once=when), Action(type="send_message", message="m"))
             job.action.session_id = "s"
             with pytest.raises(JobValidationError) as caught:
                 await sched.add_job(job)
@@ -583,9 +581,9 @@ async def test_job_limit_counts_the_shared_store(
         )
         await s.init()
         skills.append(s)
-    first = await call(skills[0], "cron_create", msg_args(name="one"))
-    assert not first.is_error
-    # the second instance sees the first's job
+    for name in ("one", "two"):
+        assert not (await call(skills[0], "cron_create", msg_args(name=name))).is_error
+    # two creates in flight at once (one per instance) must not both take the last place
     results = await asyncio.gather(
         *(call(skills[i % 2], "cron_create", msg_args(name=f"n{i}")) for i in range(8))
     )
@@ -593,7 +591,10 @@ async def test_job_limit_counts_the_shared_store(
     assert len(owned) <= 3
     refused = [r for r in results if r.is_error]
     assert refused and all("job limit reached" in r.error for r in refused)
-    assert len(owned) == 1 + sum(not r.is_error for r in results)
+    assert len(owned) == 2 + sum(not r.is_error for r in results)
+    # and, one at a time, the second instance sees the first's jobs
+    refused = await call(skills[1], "cron_create", msg_args(name="late"))
+    assert refused.is_error and "you have 3 jobs" in refused.error
     for s in skills:
         await s.close()
 

@@ -50,8 +50,7 @@ def decode_arguments(
     if isinstance(arguments, str | bytes | bytearray):
         if max_bytes is not None and len(arguments) > max_bytes:
             raise ArgumentError(
-                f"arguments are too large ({len(arguments)} characters); the maximum is "
-                f"{max_bytes}"
+                f"arguments are too large ({len(arguments)} characters); the maximum is {max_bytes}"
             )
         text = arguments.decode() if isinstance(arguments, bytes | bytearray) else arguments
         if not text.strip():
@@ -148,9 +147,8 @@ def _check_value(name: str, spec: Mapping[str, Any], value: Any, *, required: bo
         raise ArgumentError(
             f"parameter '{name}' must be one of {', '.join(map(str, enum))}; got {shown}"
         )
-    if isinstance(value, str):
-        if required and value == "":
-            raise ArgumentError(f"{name} is required")
+    if isinstance(value, str) and required and value == "":
+        raise ArgumentError(f"{name} is required")
     if expected == "integer":
         lo, hi = spec.get("minimum"), spec.get("maximum")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
