@@ -613,3 +613,38 @@ async def test_skill_limit_settings_load() -> None:
     result = await call(s, "cron_create", msg_args(message="m" * 1200))
     assert result.is_error
     await s.close()
+
+
+# -- 9 (same class): an exception's message alone can be cryptic -------------------------------
+
+
+async def test_keyerror_style_run_errors_carry_their_type() -> None:
+    from omnicron_core import describe_error
+
+    async def handler(job: Job) -> ExecutionResult:
+        return {}["location"]  # type: ignore[no-any-return]
+
+    async with Scheduler(
+        SchedulerConfig(location=TOKYO, registry=registry(), handler=handler)
+    ) as sched:
+        j = new_job("k", "k", Schedule(cron="0 9 * * *"), Action(type="send_message"))
+        j.action.session_id, j.action.message = "s", "m"
+        await sched.add_job(j)
+        result = await sched.trigger_job("k")
+    assert result.error == "KeyError: 'location'"
+    assert describe_error(ValueError("plain")) == "plain"
+    assert describe_error(TimeoutError()) == "TimeoutError"
+
+
+def test_origin_is_in_the_json_only_when_set() -> None:
+    from omnicron_core import decode_job, encode_job
+
+    j = new_job("o", "o", Schedule(cron="0 9 * * *"), Action(type="send_message"))
+    assert b"origin" not in encode_job(j)  # the Go original's JSON is unchanged
+    j.owner_principal, j.origin = ME, "agent"
+    data = json.loads(encode_job(j))
+    keys = list(data)
+    assert data["origin"] == "agent" and keys.index("origin") == keys.index("owner_principal") + 1
+    assert decode_job(encode_job(j)).origin == "agent"
+    with pytest.raises(msgspec.ValidationError):
+        decode_job(encode_job(j).replace(b'"agent"', b'"admin"'))
