@@ -648,3 +648,35 @@ def test_origin_is_in_the_json_only_when_set() -> None:
     assert decode_job(encode_job(j)).origin == "agent"
     with pytest.raises(msgspec.ValidationError):
         decode_job(encode_job(j).replace(b'"agent"', b'"admin"'))
+
+
+async def test_cli_and_config_refuse_far_times_and_save_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    (tmp_path / "omnicron.toml").write_text(
+        f'[scheduler]\nstore = "sqlite:///{db}"\ntimezone = "{KIRITIMATI}"\n'
+        '[plugins.send_message]\ntransport = "console"\n'
+    )
+    added = await asyncio.to_thread(
+        _omnicron,
+        "jobs", "add", "--name", "far", "--at", "9999-12-31T23:59:59Z",
+        "--session-id", "s", "--message", "m",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert added.returncode == 1, added.stderr
+    assert "schedule.once" in added.stderr and "Traceback" not in added.stderr
+    named = await asyncio.to_thread(
+        _omnicron, "jobs", "add", "--name", "\x1b]0;x\x07", "--every", "1h",
+        "--session-id", "s", "--message", "m",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert named.returncode == 1 and "control characters" in named.stderr
+    listed = await asyncio.to_thread(_omnicron, "jobs", "list", "--json", cwd=tmp_path)
+    assert listed.returncode == 0 and json.loads(listed.stdout or "[]") == []
+    (tmp_path / "bad.toml").write_text(
+        '[[jobs]]\nid = "far"\nname = "far"\n'
+        'schedule = {once = 9999-12-31T23:59:59Z}\n'
+        'action = {type = "send_message", session_id = "s", message = "m"}\n'
+    )
+    checked = await asyncio.to_thread(_omnicron, "validate", "-c", "bad.toml", cwd=tmp_path)
+    assert checked.returncode == 1
+    assert "jobs[0].schedule.once" in checked.stderr + checked.stdout
