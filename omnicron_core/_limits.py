@@ -23,6 +23,7 @@ __all__ = [
     "check_env_free",
     "check_job_limits",
     "check_text",
+    "is_agent_job",
     "quote",
     "walk_strings",
 ]
@@ -212,6 +213,13 @@ def check_job_limits(job: Any, limits: JobLimits) -> None:
             max_string=limits.max_metadata_bytes,
             depth=limits.max_depth,
         )
+
+
+def is_agent_job(job: Any) -> bool:
+    """Whether a model made (or changed) ``job``: marked ``origin="agent"``, or owned by a
+    principal (only the agent tools set an owner; this also covers jobs they saved before the
+    mark existed)."""
+    return bool(job.origin or job.owner_principal)
 
 
 def check_env_free(job: Any) -> None:

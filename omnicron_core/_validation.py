@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from ._errors import JobValidationError
-from ._limits import AGENT_ORIGIN, JobLimits, check_env_free, check_job_limits
+from ._limits import AGENT_ORIGIN, JobLimits, check_env_free, check_job_limits, is_agent_job
 from ._models import Action, Job
 from ._plugins import Registry
 from ._schedule import validate_schedule
@@ -65,7 +65,7 @@ def validate_job(
     Sizes are checked first (``limits``, before anything is parsed). The action is checked by
     the executor plugin for its type; with ``handler_runs_actions`` (a host handler runs every
     job) a type no plugin owns gets the original's minimal checks. A job an agent made
-    (``origin="agent"``) may hold no ``${env:}`` reference.
+    (``origin="agent"``, or with an owner) may hold no ``${env:}`` reference.
     """
     if not job.id:
         raise JobValidationError("job ID is required", field="id")
@@ -81,7 +81,7 @@ def validate_job(
         raise JobValidationError(
             f"origin must be '' or '{AGENT_ORIGIN}', got {job.origin!r}", field="origin"
         )
-    if job.origin:
+    if is_agent_job(job):
         check_env_free(job)
     validate_schedule(job.schedule, location)
     if not check_action:

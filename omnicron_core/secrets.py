@@ -81,10 +81,11 @@ def resolve_env_refs(value: str, environ: Mapping[str, str] | None = None) -> st
 
 def resolve_job_env_refs(job: Job, value: str, environ: Mapping[str, str] | None = None) -> str:
     """:func:`resolve_env_refs` for a value taken from ``job``: executors call this for
-    anything a job carries, so that a job an agent made (``job.origin``) can never read the
+    anything a job carries, so that a job an agent made (``job.origin``, or a job with an
+    ``owner_principal``, which only the agent tools set) can never read the
     scheduler's environment, whatever slipped past validation (an old store, a direct write).
 
     Raises :class:`SecretNotAllowedError` for such a job with a reference in ``value``."""
-    if job.origin and "${env:" in value:
+    if (job.origin or job.owner_principal) and "${env:" in value:
         raise SecretNotAllowedError(value)
     return resolve_env_refs(value, environ)

@@ -172,6 +172,9 @@ async def test_jobs_made_through_the_skill_are_marked_and_the_mark_sticks(skill:
     assert caught.value.field == "action.webhook_headers.X"
     with pytest.raises(JobValidationError):
         await scheduler.add_job(msgspec.structs.replace(saved, id="other"))
+    legacy = msgspec.structs.replace(saved, id="legacy", origin="", owner_principal=ME)
+    with pytest.raises(JobValidationError):  # owned jobs come from the tools too
+        await scheduler.add_job(legacy)
 
 
 async def test_agent_edit_of_an_operator_job_with_secrets_is_refused(skill: Skill) -> None:

@@ -275,7 +275,8 @@ class WebhookExecutor(ActionExecutor):
         key: bytes | None = None
         # An agent's job is not signed (unless the operator says so): a model choosing URL
         # and body would otherwise get the operator's signature on any body it likes.
-        if self.settings.signing_secret and (not job.origin or self.settings.sign_agent_jobs):
+        agent_job = bool(job.origin or job.owner_principal)
+        if self.settings.signing_secret and (not agent_job or self.settings.sign_agent_jobs):
             try:
                 key = signing_key(resolve_env_refs(self.settings.signing_secret))
             except MissingEnvVarError as exc:

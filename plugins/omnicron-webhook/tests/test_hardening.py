@@ -187,7 +187,11 @@ async def test_agent_job_never_resolves_env_secrets(
     assert not result.success
     assert "do not resolve in a job made by an agent" in result.error
     assert server.requests == []
-    job.origin = ""
+    # a job the tools saved before the origin mark existed: it has an owner
+    job.origin, job.owner_principal = "", "session:alice"
+    assert not (await executor.execute(job, run_info())).success
+    assert server.requests == []
+    job.owner_principal = ""
     assert (await executor.execute(job, run_info())).success
     assert server.requests[0].headers["x-leak"] == "s3cret"
 
