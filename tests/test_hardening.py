@@ -323,7 +323,6 @@ async def test_huge_cron_is_refused_before_parsing(monkeypatch: pytest.MonkeyPat
         return real(expr, key)
 
     monkeypatch.setattr(cron, "_compile", spy)
-    cron._compile_cached.cache_clear() if hasattr(cron, "_compile_cached") else None
     async with Scheduler(SchedulerConfig(location=TOKYO, registry=registry())) as sched:
         job = new_job(
             "x", "x", Schedule(cron="* " * (BIG // 2)), Action(type="send_message", message="m")
@@ -335,7 +334,28 @@ async def test_huge_cron_is_refused_before_parsing(monkeypatch: pytest.MonkeyPat
         assert len(str(caught.value)) < 200
         assert "characters" in caught.value.message
         assert await sched.list_jobs() == []
-    assert all(len(e) < 10_000 for e in reached)
+    assert reached == []  # refused on its length alone
+    with pytest.raises(JobValidationError) as caught:
+        cron.parse_cron("* " * (BIG // 2))  # the parser's own guard, for every other caller
+    assert reached == [] and len(str(caught.value)) < 100
+
+
+async def test_skill_never_parses_a_huge_cron(monkeypatch: pytest.MonkeyPatch) -> None:
+    import omnicron_core.cron as cron
+
+    reached: list[str] = []
+    monkeypatch.setattr(cron, "_compile", lambda expr, key: reached.append(expr))
+    s = make_skill()
+    await s.init()
+    huge = "* " * (BIG // 2)
+    for tool, args in (
+        ("cron_create", msg_args(schedule_cron=huge)),
+        ("cron_next", {"schedule_cron": huge}),
+    ):
+        result = await call(s, tool, args)
+        assert result.is_error and "schedule_cron" in result.error and len(result.error) < 100
+    assert reached == []
+    await s.close()
 
 
 async def test_skill_refuses_huge_cron_with_a_short_message(skill: Skill) -> None:
@@ -677,7 +697,7 @@ async def test_cli_and_config_refuse_far_times_and_save_nothing(tmp_path: Path) 
     assert listed.returncode == 0 and json.loads(listed.stdout or "[]") == []
     (tmp_path / "bad.toml").write_text(
         '[[jobs]]\nid = "far"\nname = "far"\n'
-        'schedule = {once = 9999-12-31T23:59:59Z}\n'
+        "schedule = {once = 9999-12-31T23:59:59Z}\n"
         'action = {type = "send_message", session_id = "s", message = "m"}\n'
     )
     checked = await asyncio.to_thread(_omnicron, "validate", "-c", "bad.toml", cwd=tmp_path)
