@@ -9,7 +9,7 @@ core naming them. The same walk finds ``${env:}`` references in a job an agent m
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal
 
@@ -35,9 +35,12 @@ _ENV_MARK = "${env:"
 _QUOTE_CHARS = 80
 #: JSON punctuation counted per value when sizing a structure (quotes, comma, colon).
 _OVERHEAD = 4
-# Line/paragraph separators and the bidirectional overrides/isolates that can make a name
-# display as something else ("Trojan source"); with the Cc category these are refused.
-_INVISIBLE = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters (Unicode category Cc: C0, DEL, C1), line/paragraph separators, and the
+# bidirectional overrides/isolates that can make a name display as something else.
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_BAD_CHARS_MULTILINE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 
 class JobLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -74,12 +77,8 @@ def quote(text: str, limit: int = _QUOTE_CHARS) -> str:
 
 
 def _bad_char(text: str, *, allow_newlines: bool) -> str | None:
-    for ch in text:
-        if ch in "\n\t" and allow_newlines:
-            continue
-        if ch in _INVISIBLE or unicodedata.category(ch) == "Cc":
-            return ch
-    return None
+    found = (_BAD_CHARS_MULTILINE if allow_newlines else _BAD_CHARS).search(text)
+    return found.group(0) if found else None
 
 
 def check_text(
