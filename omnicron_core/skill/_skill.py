@@ -508,10 +508,13 @@ class Skill:
                 return None
             last = _last_start(cur)
             if last is not None and now - last < limit:
+                ready = (last + limit).astimezone(UTC)
+                if ready.microsecond:  # whole seconds, never before the real time
+                    ready = ready.replace(microsecond=0) + timedelta(seconds=1)
                 refused.append(
                     f"trigger job: the job last ran at {rfc3339(last.astimezone(UTC))} and the "
                     f"minimum interval between runs is {format_go_duration(limit_ns)}; it can "
-                    f"run again from {rfc3339((last + limit).astimezone(UTC).replace(microsecond=0))}"
+                    f"run again from {rfc3339(ready)}"
                 )
                 return None
             cur.metadata = dict(cur.metadata or {})
