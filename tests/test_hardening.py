@@ -33,6 +33,8 @@ from omnicron_core import (
     Store,
     StoreConfig,
     get_plugin_manager,
+    job_from_builtins,
+    job_to_builtins,
     new_job,
 )
 from omnicron_core.skill import Skill, SkillConfig
@@ -51,6 +53,20 @@ def registry() -> Registry:
             "webhook": {"allow_networks": ["127.0.0.0/8"]},
         },
     )
+
+
+def act(**flat: Any) -> Action:
+    """An action from its flat JSON (``{"type": ..., "message": ...}``): the shape every
+    version of ``Action`` reads, whatever its Python fields."""
+    return job_from_builtins({"action": flat}).action
+
+
+def action_json(job: Job) -> dict[str, Any]:
+    action: dict[str, Any] = job_to_builtins(job)["action"]
+    return action
+
+
+MSG = {"type": "send_message", "session_id": "s", "message": "m"}
 
 
 def make_skill(config: SkillConfig | None = None, **kw: Any) -> Skill:
@@ -146,7 +162,7 @@ async def test_skill_refuses_env_reference_on_update_and_for_trusted_callers(ski
     )
     assert result.is_error and "webhook_headers" in result.error
     job = (await stored(skill))[0]
-    assert not job.action.webhook_headers
+    assert not action_json(job).get("webhook_headers")
     # principal=None (trusted host code, or `omnicron mcp --trusted`) is still a model's input
     trusted = await call(
         skill, "cron_create", hook_args(webhook_headers={"X": "${env:HOME}"}), principal=None
@@ -166,7 +182,7 @@ async def test_jobs_made_through_the_skill_are_marked_and_the_mark_sticks(skill:
     saved = await scheduler.update_job(job)
     assert saved.origin == "agent"
     # and the core refuses a secret in a marked job at every entry point, not just the skill
-    saved.action.webhook_headers = {"X": "${env:HOME}"}
+    saved.action = act(**{**action_json(saved), "webhook_headers": {"X": "${env:HOME}"}})
     with pytest.raises(JobValidationError) as caught:
         await scheduler.update_job(saved)
     assert caught.value.field == "action.webhook_headers.X"
@@ -184,7 +200,7 @@ async def test_agent_edit_of_an_operator_job_with_secrets_is_refused(skill: Skil
         "ops",
         "operator hook",
         Schedule(interval=None, cron="0 9 * * *"),
-        Action(
+        act(
             type="call_webhook",
             webhook_url="http://127.0.0.1:9/x",
             webhook_headers={"Authorization": "Bearer ${env:TOKEN}"},
@@ -196,7 +212,7 @@ async def test_agent_edit_of_an_operator_job_with_secrets_is_refused(skill: Skil
     )
     assert result.is_error and "${env:" in result.error
     after = await scheduler.get_job("ops")
-    assert after.action.webhook_url == "http://127.0.0.1:9/x"
+    assert action_json(after)["webhook_url"] == "http://127.0.0.1:9/x"
     assert after.origin == ""
 
 
@@ -224,8 +240,7 @@ async def test_api_refuses_times_outside_the_horizon() -> None:
             datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
             datetime(1, 1, 1, tzinfo=UTC),
         ):
-            job = new_job("x", "far", Schedule(once=when), Action(type="send_message", message="m"))
-            job.action.session_id = "s"
+            job = new_job("x", "far", Schedule(once=when), act(**MSG))
             with pytest.raises(JobValidationError) as caught:
                 await sched.add_job(job)
             assert caught.value.field == "schedule.once"
@@ -239,7 +254,7 @@ def _bad_stored_jobs() -> list[Job]:
         "far",
         "far",
         Schedule(once=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), timezone=KIRITIMATI),
-        Action(type="send_message", session_id="s", message="m"),
+        act(**MSG),
     )
     far.next_run_at = far.schedule.once
     far.owner_principal = ME
@@ -247,7 +262,7 @@ def _bad_stored_jobs() -> list[Job]:
         "old",
         "old",
         Schedule(cron="0 9 * * *", timezone="America/New_York"),
-        Action(type="send_message", session_id="s", message="m"),
+        act(**MSG),
     )
     old.created_at = old.last_run_at = datetime(1, 1, 1, tzinfo=UTC)
     old.owner_principal = ME
@@ -255,7 +270,7 @@ def _bad_stored_jobs() -> list[Job]:
         "broken",
         "broken",
         Schedule(cron="not a cron"),
-        Action(type="send_message", session_id="s", message="m"),
+        act(**MSG),
     )
     broken.owner_principal = ME
     return [far, old, broken]
@@ -324,10 +339,7 @@ async def test_huge_cron_is_refused_before_parsing(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(cron, "_compile", spy)
     async with Scheduler(SchedulerConfig(location=TOKYO, registry=registry())) as sched:
-        job = new_job(
-            "x", "x", Schedule(cron="* " * (BIG // 2)), Action(type="send_message", message="m")
-        )
-        job.action.session_id = "s"
+        job = new_job("x", "x", Schedule(cron="* " * (BIG // 2)), act(**MSG))
         with pytest.raises(JobValidationError) as caught:
             await sched.add_job(job)
         assert caught.value.field == "schedule.cron"
@@ -429,8 +441,7 @@ async def test_api_limits_apply_to_every_field() -> None:
     async with Scheduler(SchedulerConfig(location=TOKYO, registry=registry())) as sched:
 
         def job(**kw: Any) -> Job:
-            j = new_job("x", "n", Schedule(cron="0 9 * * *"), Action(type="send_message"))
-            j.action.session_id, j.action.message = "s", "m"
+            j = new_job("x", "n", Schedule(cron="0 9 * * *"), act(**MSG))
             for key, value in kw.items():
                 setattr(j, key, value)
             return j
@@ -440,7 +451,7 @@ async def test_api_limits_apply_to_every_field() -> None:
             "description": job(description="d" * 1_000_000),
             "metadata": job(metadata={"blob": "m" * BIG}),
             "action": job(
-                action=Action(type="call_tool", tool_name="echo", tool_params={"p": "x" * BIG})
+                action=act(type="call_tool", tool_name="echo", tool_params={"p": "x" * BIG})
             ),
         }
         for field, bad in cases.items():
@@ -453,7 +464,7 @@ async def test_api_limits_apply_to_every_field() -> None:
             deep = [deep]
         with pytest.raises(JobValidationError) as caught:
             await sched.add_job(
-                job(action=Action(type="call_tool", tool_name="echo", tool_params={"d": deep}))
+                job(action=act(type="call_tool", tool_name="echo", tool_params={"d": deep}))
             )
         assert "nest" in caught.value.message
         assert await sched.list_jobs() == []
@@ -466,8 +477,7 @@ async def test_limits_are_configurable() -> None:
     async with Scheduler(
         SchedulerConfig(location=TOKYO, registry=registry(), limits=limits)
     ) as sched:
-        j = new_job("x", "toolong", Schedule(cron="0 9 * * *"), Action(type="send_message"))
-        j.action.session_id, j.action.message = "s", "m"
+        j = new_job("x", "toolong", Schedule(cron="0 9 * * *"), act(**MSG))
         with pytest.raises(JobValidationError) as caught:
             await sched.add_job(j)
         assert caught.value.field == "name" and "5" in caught.value.message
@@ -494,8 +504,7 @@ async def test_control_characters_in_names_are_refused(skill: Skill, bad: str) -
     assert await stored(skill) == []
     scheduler = skill.get_scheduler()
     assert scheduler is not None
-    j = new_job("x", bad, Schedule(cron="0 9 * * *"), Action(type="send_message"))
-    j.action.session_id, j.action.message = "s", "m"
+    j = new_job("x", bad, Schedule(cron="0 9 * * *"), act(**MSG))
     with pytest.raises(JobValidationError) as caught:
         await scheduler.add_job(j)
     assert caught.value.field == "name"
@@ -650,8 +659,7 @@ async def test_keyerror_style_run_errors_carry_their_type() -> None:
     async with Scheduler(
         SchedulerConfig(location=TOKYO, registry=registry(), handler=handler)
     ) as sched:
-        j = new_job("k", "k", Schedule(cron="0 9 * * *"), Action(type="send_message"))
-        j.action.session_id, j.action.message = "s", "m"
+        j = new_job("k", "k", Schedule(cron="0 9 * * *"), act(**MSG))
         await sched.add_job(j)
         result = await sched.trigger_job("k")
     assert result.error == "KeyError: 'location'"
@@ -662,7 +670,7 @@ async def test_keyerror_style_run_errors_carry_their_type() -> None:
 def test_origin_is_in_the_json_only_when_set() -> None:
     from omnicron_core import decode_job, encode_job
 
-    j = new_job("o", "o", Schedule(cron="0 9 * * *"), Action(type="send_message"))
+    j = new_job("o", "o", Schedule(cron="0 9 * * *"), act(**MSG))
     assert b"origin" not in encode_job(j)  # the Go original's JSON is unchanged
     j.owner_principal, j.origin = ME, "agent"
     data = json.loads(encode_job(j))
