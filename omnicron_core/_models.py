@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -106,8 +106,9 @@ class Job(_Base):
     owner_principal: str = ""
     #: ``"agent"`` when the job was created or changed through the agent tools (the skill or
     #: the MCP server); ``""`` for operators' jobs (API, config, CLI). ``${env:}`` secrets
-    #: resolve only in operators' jobs, and an update never clears the mark.
-    origin: Literal["", "agent"] = ""
+    #: resolve only in operators' jobs, and an update never clears the mark. Any other value
+    #: is refused when a job is added; a stored one still decodes (and counts as an agent's).
+    origin: str = ""
     status: JobStatus = JobStatus.ENABLED
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
