@@ -41,6 +41,7 @@ from ._errors import (
     OmnicronError,
     PluginError,
     StoreError,
+    describe_error,
 )
 from ._models import (
     Action,
@@ -65,14 +66,23 @@ from ._plugins import (
     call_each_plugin,
     params_json_schema,
 )
+from .bodies import BodyReader, UndecodableBodyError
 from .hookspecs import hookimpl, hookspec
-from .secrets import MissingEnvVarError, find_env_refs, malformed_env_ref, resolve_env_refs
+from .secrets import (
+    MissingEnvVarError,
+    SecretNotAllowedError,
+    find_env_refs,
+    malformed_env_ref,
+    resolve_env_refs,
+    resolve_job_env_refs,
+)
 from .settings import SettingError, load_plugin_settings
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Action",
     "ActionExecutor",
+    "BodyReader",
     "ConfigError",
     "Duration",
     "ExecutionResult",
@@ -89,13 +99,16 @@ __all__ = [
     "PluginError",
     "RunInfo",
     "Schedule",
+    "SecretNotAllowedError",
     "SettingError",
     "StoreBackend",
     "StoreBackendSpec",
     "StoreError",
+    "UndecodableBodyError",
     "call_each_plugin",
     "dec_hook",
     "decode_job",
+    "describe_error",
     "encode_job",
     "find_env_refs",
     "format_go_duration",
@@ -108,4 +121,5 @@ __all__ = [
     "params_json_schema",
     "parse_go_duration",
     "resolve_env_refs",
+    "resolve_job_env_refs",
 ]

@@ -112,11 +112,12 @@ class SkillTool:
 
 # -- schemas --------------------------------------------------------------------------------
 
-_ID = {"type": "string", "description": "Job ID"}
+_ID = {"type": "string", "description": "Job ID", "maxLength": 256}
 _TIMEZONE = {
     "type": "string",
     "description": "IANA time zone for a cron expression and for the fire times shown "
     "(e.g. 'Europe/Berlin'; default: the scheduler's zone)",
+    "maxLength": 64,
 }
 _CRON_TEXT = (
     "Cron expression: 5 fields (minute hour day-of-month month day-of-week, e.g. '0 9 * * *' "
@@ -128,6 +129,8 @@ _ONCE_TEXT = (
     "One-time fire time, RFC 3339 with a zone offset, e.g. '2026-04-25T14:30:00Z' or "
     "'2026-04-25T16:30:00+02:00' (a time without an offset is refused)"
 )
+# Short text parameters: bounded so that nothing long is ever parsed or echoed back.
+_SHORT = 64
 #: The skill's own parameters of cron_create / cron_update: an action parameter with one of
 #: these names is offered only inside ``action_params``.
 SKILL_PARAMS = frozenset(
@@ -245,12 +248,17 @@ def _create_properties(
         "maxLength": config.max_description_length,
     }
     least = config.min_interval
-    props["schedule_cron"] = {"type": "string", "description": _CRON_TEXT}
+    props["schedule_cron"] = {
+        "type": "string",
+        "description": _CRON_TEXT,
+        "maxLength": config.max_cron_length,
+    }
     props["schedule_interval"] = {
         "type": "string",
         "description": _INTERVAL_TEXT + (f" (at least {least})" if config.min_interval_ns else ""),
+        "maxLength": _SHORT,
     }
-    props["schedule_once"] = {"type": "string", "description": _ONCE_TEXT}
+    props["schedule_once"] = {"type": "string", "description": _ONCE_TEXT, "maxLength": _SHORT}
     props["timezone"] = dict(_TIMEZONE)
     kinds = "; ".join(f"{a.type}: {a.description}" if a.description else a.type for a in actions)
     props["action_type"] = {
@@ -285,9 +293,13 @@ def build_schemas(
     least = config.min_interval
     rate = f" Jobs may run at most once every {least}." if config.min_interval_ns else ""
     next_props = {
-        "schedule_cron": {"type": "string", "description": _CRON_TEXT},
-        "schedule_interval": {"type": "string", "description": _INTERVAL_TEXT},
-        "schedule_once": {"type": "string", "description": _ONCE_TEXT},
+        "schedule_cron": {
+            "type": "string",
+            "description": _CRON_TEXT,
+            "maxLength": config.max_cron_length,
+        },
+        "schedule_interval": {"type": "string", "description": _INTERVAL_TEXT, "maxLength": _SHORT},
+        "schedule_once": {"type": "string", "description": _ONCE_TEXT, "maxLength": _SHORT},
         "timezone": dict(_TIMEZONE),
         "count": {
             "type": "integer",

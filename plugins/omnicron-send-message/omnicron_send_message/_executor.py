@@ -16,6 +16,7 @@ from omnicron_core.plugin import (
     JobValidationError,
     ParamFlag,
     RunInfo,
+    describe_error,
 )
 
 from ._settings import SendMessageSettings
@@ -128,5 +129,4 @@ class SendMessageExecutor(ActionExecutor[SendMessageParams]):
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return text if text else type(exc).__name__
+    return describe_error(exc)

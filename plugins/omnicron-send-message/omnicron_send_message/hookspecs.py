@@ -40,7 +40,7 @@ def omnicron_deliver_message(
 
     Example::
 
-        from omnicron_core import hookimpl
+        from omnicron_core.plugin import hookimpl
 
         class AgentHost:
             def __init__(self, agents):

@@ -17,6 +17,7 @@ from omnicron_core.plugin import (
     JobValidationError,
     ParamFlag,
     RunInfo,
+    describe_error,
 )
 
 from ._builtins import BUILTIN_TOOLS
@@ -163,5 +164,4 @@ def _jsonable(value: Any) -> Any:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return text if text else type(exc).__name__
+    return describe_error(exc)

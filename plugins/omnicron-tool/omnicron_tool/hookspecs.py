@@ -28,7 +28,7 @@ def omnicron_tools() -> Iterable[Tool]:  # type: ignore[empty-body]
 
     Example::
 
-        from omnicron_core import hookimpl
+        from omnicron_core.plugin import hookimpl
         from omnicron_tool import Tool
 
         def disk_usage(path: str = "/") -> dict:
