@@ -125,6 +125,12 @@ class Action:
 
         Raises ``ValueError``/``TypeError`` naming the problem (msgspec adds the path).
         """
+        if type(data) is dict and "params" not in data:
+            # The stored and Go shape (flat): the fast path of every decode.
+            params = dict(data)
+            kind = params.pop("type", "")
+            if type(kind) is str:
+                return _action(kind, params)
         if isinstance(data, Action):
             return data.copy()
         if not isinstance(data, Mapping):
@@ -135,7 +141,7 @@ class Action:
         for key in data:
             if not isinstance(key, str):
                 raise TypeError("Expected parameter names to be strings")
-        params: dict[str, Any] = {k: v for k, v in data.items() if k not in RESERVED_ACTION_KEYS}
+        params = {k: v for k, v in data.items() if k not in RESERVED_ACTION_KEYS}
         if "params" in data:
             nested = data["params"]
             if nested is not None and not isinstance(nested, Mapping):
@@ -262,12 +268,29 @@ def _copy_json(value: dict[str, Any]) -> dict[str, Any]: ...
 @overload
 def _copy_json(value: dict[str, Any] | None) -> dict[str, Any] | None: ...
 def _copy_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A deep copy of JSON-like data (dicts and lists copied; other values are immutable)."""
     if not value:
         return None if value is None else {}
-    if all(type(v) in _SCALARS for v in value.values()):
-        return dict(value)  # nothing nested: a shallow copy shares nothing mutable
-    copied: dict[str, Any] = _PLAIN_DECODER.decode(_ENCODER.encode(value))
-    return copied
+    return _copy_dict(value)
+
+
+def _copy_dict(value: dict[str, Any]) -> dict[str, Any]:
+    out = dict(value)
+    for k, v in out.items():
+        if type(v) not in _SCALARS:
+            out[k] = _copy_value(v)
+    return out
+
+
+def _copy_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return _copy_dict(value)
+    if kind is list:
+        return [v if type(v) in _SCALARS else _copy_value(v) for v in value]
+    if isinstance(value, dict | list):  # subclasses: through JSON, as plain dicts and lists
+        return _PLAIN_DECODER.decode(_ENCODER.encode(value))
+    return value
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
