@@ -620,3 +620,17 @@ def test_agent_tool_texts_agree_and_state_the_limits() -> None:
     assert "default: your own session" in create["session_id"]["description"]
     assert "(required)" in create["message"]["description"]
     assert tools["cron_list"].description.startswith("List your scheduled jobs")
+
+
+async def test_agent_errors_say_where(registry: Registry) -> None:
+    skill = Skill(SkillConfig(min_interval="0"), store="memory://", registry=registry)
+    async with skill:
+        base = {"name": "n", "schedule_interval": "1h", "action_type": "call_webhook"}
+        bad = await skill.call(
+            "cron_create", {**base, "webhook_url": "https://example.com", "webhook_method": "BREW"}
+        )
+        assert bad.error.startswith("add job: invalid action: webhook_method must be one of")
+        tool = await skill.call(
+            "cron_create", {**base, "action_type": "call_tool", "tool_name": "rm_rf"}
+        )
+        assert tool.error.endswith("(at action.tool_name)")

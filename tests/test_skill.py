@@ -377,7 +377,7 @@ async def test_webhook_ssrf_rules_apply(skill: Skill) -> None:
 async def test_call_tool_checks_the_tool_and_its_params(skill: Skill) -> None:
     base = {"name": "t", "schedule_interval": "1h", "action_type": "call_tool"}
     assert await err(skill, "cron_create", {**base, "tool_name": "rm_rf"}) == (
-        "add job: invalid action: unknown tool 'rm_rf'; allowed tools: echo, now"
+        "add job: invalid action: unknown tool 'rm_rf'; allowed tools: echo, now (at action.tool_name)"
     )
     assert await err(skill, "cron_create", {**base, "tool_name": "echo"}) == (
         "add job: invalid action: tool_params: 'text' is a required property"

@@ -214,7 +214,7 @@ class Skill:
         except (ArgumentError, ToolError) as exc:
             return ToolResult.failure(str(exc))
         except JobValidationError as exc:
-            return ToolResult.failure(exc.message)
+            return ToolResult.failure(located_message(exc))
         except Exception as exc:  # an agent's turn must survive anything a tool hits
             _log.exception("skill.tool_failed", tool=tool_name)
             return ToolResult.failure(f"{tool_name} failed: {type(exc).__name__}: {exc}")
@@ -432,13 +432,13 @@ class Skill:
         try:
             check_job_limits(job, self.config.job_limits)
         except JobValidationError as exc:
-            raise ToolError(f"add job: {exc.message}") from None
+            raise ToolError(f"add job: {located_message(exc)}") from None
         async with self._create_lock:
             await self._check_quota(principal)
             try:
                 saved = await self._sched.add_job(job)
             except JobValidationError as exc:
-                raise ToolError(f"add job: {exc.message}") from None
+                raise ToolError(f"add job: {located_message(exc)}") from None
             await self._recheck_quota(principal, saved)
         _log.info("skill.job_created", job_id=saved.id, principal=principal)
         out = {
@@ -576,13 +576,13 @@ class Skill:
         try:
             check_job_limits(job, self.config.job_limits)
         except JobValidationError as exc:
-            raise ToolError(f"update job: {exc.message}") from None
+            raise ToolError(f"update job: {located_message(exc)}") from None
         try:
             saved = await self._sched.update_job(job)
         except JobNotFoundError:
             raise ToolError("update job: job not found") from None
         except JobValidationError as exc:
-            raise ToolError(f"update job: {exc.message}") from None
+            raise ToolError(f"update job: {located_message(exc)}") from None
         return job_view(saved, self._zone, self.config.preview_count)
 
     async def _next(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
@@ -647,6 +647,20 @@ def _parse_once(text: str) -> datetime:
             "give a future time, or use cron_trigger to run a job now"
         )
     return when
+
+
+def located_message(exc: JobValidationError) -> str:
+    """The error's message, saying where unless it already starts with the place: an action
+    parameter's error leads with the parameter (``path must be absolute``), else the location
+    follows (``unknown tool 'x'; ... (at action.tool_name)``)."""
+    message = exc.message
+    field = exc.field or ""
+    if not field.startswith("action.") or field == "action.type":
+        return message
+    text = message.removeprefix("invalid action: ")
+    if text.startswith(field.removeprefix("action.")) or text.startswith(field):
+        return message
+    return f"{message} (at {field})"
 
 
 def agent_actions(registry: Registry, config: SkillConfig) -> dict[str, AgentAction]:
