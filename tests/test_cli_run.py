@@ -93,8 +93,11 @@ action = {{ type = "send_message", session_id = "s-{job_id}", message = "{messag
 def wait_for(predicate: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        try:
+            if predicate():
+                return
+        except (sqlite3.OperationalError, KeyError):
+            pass  # the process has created the file but not yet its table or the job
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
 
