@@ -12,10 +12,10 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
-import structlog
 
 from . import hookspecs
 from ._errors import JobValidationError, PluginError
+from ._log import get_logger
 
 if TYPE_CHECKING:
     from ._backend import StoreBackend
@@ -41,7 +41,7 @@ KNOWN_ACTION_DISTRIBUTIONS = {
     "call_tool": "omnicron-tool",
 }
 
-_log = structlog.get_logger("omnicron.plugins")
+_log = get_logger("omnicron.plugins")
 
 
 class RunInfo:

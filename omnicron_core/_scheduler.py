@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-import structlog
-
 from ._errors import JobNotFoundError, JobValidationError, SchedulerAlreadyRunningError
+from ._log import get_logger
 from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo
 from ._schedule import first_fire, next_fire_after, resolve_zone
@@ -28,7 +27,7 @@ __all__ = ["ExecutionHandler", "Scheduler", "SchedulerConfig"]
 #: A host's own runner for every job (the original's ``ExecutionHandler``); sync or async.
 ExecutionHandler = Callable[[Job], "ExecutionResult | Awaitable[ExecutionResult]"]
 
-_log = structlog.get_logger("omnicron")
+_log = get_logger("omnicron.scheduler")
 _MAX_SLEEP = 60.0  # re-check the clock at least this often (wall-clock jumps, suspend)
 _NS_PER_US = 1000
 _WRITE_RETRIES = 5

@@ -29,7 +29,6 @@ from datetime import timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
-import structlog
 
 from ._errors import (
     ConfigError,
@@ -39,6 +38,7 @@ from ._errors import (
     PluginError,
     StoreError,
 )
+from ._log import get_logger
 from ._models import Job
 from ._plugins import ENTRY_POINT_GROUP, Registry, get_plugin_manager
 from ._schedule import resolve_zone
@@ -72,7 +72,7 @@ __all__ = [
     "serve",
 ]
 
-_log = structlog.get_logger("omnicron.runtime")
+_log = get_logger("omnicron.runtime")
 
 
 def is_declared(job: Job) -> bool:

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import msgspec
-import structlog
 
 from .._duration import Duration, format_go_duration, parse_go_duration
 from .._errors import JobNotFoundError, JobValidationError, OmnicronError
+from .._log import get_logger
 from .._models import Action, Job, JobStatus, Schedule, new_job
 from .._plugins import Registry
 from .._schedule import next_fire_after, resolve_zone, validate_schedule
@@ -26,7 +26,7 @@ from ._tools import SkillTool, ToolResult, build_schemas, withheld_parameters
 
 __all__ = ["Skill", "ToolError"]
 
-_log = structlog.get_logger("omnicron.skill")
+_log = get_logger("omnicron.skill")
 
 #: Fire times sampled to find the shortest gap of a cron expression (its highest rate).
 _RATE_SAMPLE = 64
