@@ -63,8 +63,12 @@ class _Event(dict[str, Any]):
 
 
 def _to_record(logger: WrappedLogger, method: str, event: EventDict) -> Any:
+    exc_info = event.pop("exc_info", None)
     # the keys ProcessorFormatter looks for (as structlog.stdlib.wrap_for_formatter sets them)
-    return (_Event(event),), {"extra": {"_logger": logger, "_name": method}}
+    kwargs: dict[str, Any] = {"extra": {"_logger": logger, "_name": method}}
+    if exc_info:
+        kwargs["exc_info"] = exc_info
+    return (_Event(event),), kwargs
 
 
 class Logger:
@@ -120,6 +124,11 @@ class Logger:
 
     def critical(self, event: str, **values: Any) -> None:
         self._emit("critical", event, values)
+
+    def exception(self, event: str, **values: Any) -> None:
+        """``error`` with the exception being handled attached."""
+        values.setdefault("exc_info", True)
+        self._emit("error", event, values)
 
 
 def get_logger(name: str = ROOT_LOGGER) -> Logger:
