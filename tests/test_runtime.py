@@ -185,7 +185,8 @@ def fetch(url: str) -> tuple[int, str]:
 
 
 async def test_metrics_server_counts_runs_and_jobs(tmp_path: Path) -> None:
-    rt = runtime_for(config_text(tmp_path / "m.db", job_entry("a") + job_entry("b")))
+    transport = f"[plugins.send_message]\ntransport = 'jsonl'\npath = '{tmp_path / 'm.jsonl'}'\n"
+    rt = runtime_for(config_text(tmp_path / "m.db", job_entry("a") + job_entry("b"), transport))
     await rt.reconcile()
     server = MetricsServer(rt.plugin_manager, rt.store)
     server.start(0)
