@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from .._models import (
     job_to_builtins,
     utcnow,
 )
-from .._schedule import next_fire_after
+from .._schedule import iter_fire_times
 from ..config import Config
 from ..runtime import Runtime, is_declared
 from ._common import (
@@ -170,12 +171,14 @@ def show(
         return
     upcoming: list[str] = []
     if job.status != JobStatus.DISABLED and job.next_run_at is not None:
-        at: Any = job.next_run_at
-        for _ in range(3):
-            upcoming.append(fmt_time(at, rt.location))
-            at = next_fire_after(job.schedule, at, location=rt.location, anchor=job.created_at)
-            if at is None:
-                break
+        times = iter_fire_times(
+            job.schedule,
+            job.next_run_at,
+            location=rt.location,
+            anchor=job.created_at,
+            first=job.next_run_at,
+        )
+        upcoming = [fmt_time(at, rt.location) for at in itertools.islice(times, 3)]
     data = job_to_builtins(job)
     action = {k: v for k, v in data.get("action", {}).items() if v not in ("", None, {})}
     rows = [
