@@ -8,7 +8,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 
-from omnicron_core._errors import JobValidationError
+from omnicron_core._errors import CronError
 
 __all__ = [
     "DESCRIPTORS",
@@ -57,13 +57,6 @@ def split_zone_prefix(expr: str) -> tuple[str | None, str]:
     if not first.upper().startswith(("CRON_TZ=", "TZ=")):
         return None, text
     return first.split("=", 1)[1], rest.strip()
-
-
-class CronError(JobValidationError):
-    """A cron expression is not acceptable; the message names the field and the value."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, field="schedule.cron")
 
 
 def _fail(field: int, msg: str) -> CronError:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ._errors import ConfigError, JobValidationError
+from ._locate import join_path, locate
 from ._models import Action, Job, JobStatus, Schedule, dec_hook, utcnow
 from ._scheduler import SchedulerConfig
 from ._store import DEFAULT_STORE_URL
@@ -133,39 +133,15 @@ class ConfigErrors(ConfigError):
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
-_MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.S)
-_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
-_MISSING_FIELD = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
-
-
-def _join(prefix: str, path: str) -> str:
-    if not path:
-        return prefix
-    if not prefix:
-        return path.lstrip(".")
-    return prefix + path if path.startswith("[") else f"{prefix}.{path.lstrip('.')}"
-
-
-def located(exc: msgspec.ValidationError | JobValidationError, prefix: str = "") -> ConfigError:
-    """A :class:`ConfigError` at ``prefix`` + the error's own place.
-
-    msgspec's ``Expected `int`, got `str` - at `$.jobs[2].schedule``` becomes
-    ``jobs[2].schedule: Expected `int`, got `str```; an unknown or missing field is located at
-    the field itself.
-    """
+def located(
+    exc: msgspec.ValidationError | JobValidationError, prefix: str = "", *, root: type | None = None
+) -> ConfigError:
+    """A :class:`ConfigError` at ``prefix`` + the error's own place
+    (``jobs[2].schedule.cron: expected str, got int``): msgspec's errors through
+    :func:`omnicron_core._locate.locate`, the one translation of them."""
     if isinstance(exc, JobValidationError):
-        return ConfigError(exc.message, field=_join(prefix, exc.field or "") or None)
-    text = str(exc)
-    match = _MSGSPEC_PATH.match(text)
-    message, path = (match["msg"], match["path"]) if match else (text, "")
-    for pattern, what in ((_UNKNOWN_FIELD, "unknown key"), (_MISSING_FIELD, "required key")):
-        named = pattern.match(message)
-        if named:
-            path = f"{path}.{named['name']}"
-            message = f"{what} is missing" if what == "required key" else what
-            if what == "unknown key":
-                message = "unknown key (check its spelling)"
-    return ConfigError(message, field=_join(prefix, path) or None)
+        return ConfigError(exc.message, field=join_path(prefix, exc.field or "") or None)
+    return locate(exc, prefix, root=root)
 
 
 def decode_config(data: Mapping[str, Any], *, source: str = "") -> Config:
@@ -198,7 +174,7 @@ def decode_config(data: Mapping[str, Any], *, source: str = "") -> Config:
         try:
             sections[key] = getattr(msgspec.convert({key: value}, type=Config), key)
         except msgspec.ValidationError as exc:
-            errors.append(located(exc))
+            errors.append(located(exc, root=Config))
     config = Config(**sections, source=source)
     if errors:
         raise ConfigErrors(errors, partial=config)
@@ -259,7 +235,7 @@ def _decode_declared(raw: Any, prefix: str) -> DeclaredJob:
     try:
         declared = msgspec.convert(raw, type=DeclaredJob, dec_hook=dec_hook, strict=False)
     except msgspec.ValidationError as exc:
-        raise located(exc, prefix) from None
+        raise located(exc, prefix, root=DeclaredJob) from None
     if (
         declared.enabled is not None
         and declared.status is not None

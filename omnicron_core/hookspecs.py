@@ -117,7 +117,3 @@ def omnicron_job_ran(job: Job, result: ExecutionResult) -> None:
             if not result.success:
                 alert(job.name, result.error)
     """
-
-
-def _hook_names() -> list[str]:
-    return [name for name in globals() if name.startswith("omnicron_")]

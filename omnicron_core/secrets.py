@@ -10,21 +10,12 @@ import os
 import re
 from collections.abc import Mapping
 
+from ._errors import MissingEnvVarError
+
 __all__ = ["MissingEnvVarError", "find_env_refs", "malformed_env_ref", "resolve_env_refs"]
 
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANY_REF = re.compile(r"\$\{env:[^}]*\}?")
-
-
-class MissingEnvVarError(KeyError):
-    """A ``${env:NAME}`` reference names a variable that is not set."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-    def __str__(self) -> str:
-        return f"environment variable {self.name} is not set"
 
 
 def find_env_refs(value: str) -> list[str]:

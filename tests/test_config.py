@@ -85,7 +85,7 @@ transport = "console"
 @pytest.mark.parametrize(
     ("text", "field", "words"),
     [
-        ("[scheduler]\nmax_concurrency = 'ten'\n", "scheduler.max_concurrency", "Expected `int`"),
+        ("[scheduler]\nmax_concurrency = 'ten'\n", "scheduler.max_concurrency", "expected int"),
         ("[scheduler]\nmax_concurency = 10\n", "scheduler.max_concurency", "unknown key"),
         ("[scheduler]\nmax_concurrency = 0\n", "scheduler.max_concurrency", ">= 1"),
         ("[log]\nlevel = 'loud'\n", "log.level", "loud"),
@@ -113,7 +113,7 @@ def test_errors_of_several_sections_come_together() -> None:
     [
         ("id='a'\nschedule={interval='1s'}\naction={type='x'}", "jobs[1].name", "required"),
         ("id='a'\nname='a'\nschedule={interval='5q'}\naction={type='x'}", "jobs[1].schedule.interval", "unknown unit"),
-        ("id='a'\nname='a'\nschedule={cron=5}\naction={type='x'}", "jobs[1].schedule.cron", "Expected `str`"),
+        ("id='a'\nname='a'\nschedule={cron=5}\naction={type='x'}", "jobs[1].schedule.cron", "expected str"),
         ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x', tool='y'}", "jobs[1].action.tool", "unknown key"),
         ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nsatus='x'", "jobs[1].satus", "unknown key"),
         ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nenabled=true\nstatus='disabled'", "jobs[1]", "disagree"),
@@ -201,4 +201,4 @@ def test_located_turns_msgspec_paths_into_dotted_fields() -> None:
         msgspec.convert({"items": [{"n": 1}, {"n": "x"}]}, Outer)
     error = located(info.value, "jobs[2]")
     assert error.field == "jobs[2].items[1].n"
-    assert str(error) == "jobs[2].items[1].n: Expected `int`, got `str`"
+    assert str(error) == "jobs[2].items[1].n: expected int, got str"

@@ -15,8 +15,8 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from .._errors import ConfigError, JobValidationError
-from ..config import DEFAULT_CONFIG_FILE, Config, ConfigErrors, apply_env, load_config, located
+from .._errors import ConfigError
+from ..config import DEFAULT_CONFIG_FILE, Config, ConfigErrors, apply_env, load_config
 from ..logging import LEVELS, configure_logging
 
 T = TypeVar("T")
@@ -184,10 +184,6 @@ def fail_config(exc: ConfigError, *, as_json: bool = False) -> NoReturn:
 def fail(message: str) -> NoReturn:
     stderr().print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     raise SystemExit(1)
-
-
-def fail_job(exc: JobValidationError | msgspec.ValidationError, prefix: str = "") -> NoReturn:
-    fail(str(located(exc, prefix)))
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

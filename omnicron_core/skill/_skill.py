@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from .._duration import Duration, format_go_duration, parse_go_duration
-from .._errors import JobNotFoundError, JobValidationError, OmnicronError
+from .._errors import JobNotFoundError, JobValidationError, OmnicronError, ToolError
 from .._log import get_logger
 from .._models import Action, Job, JobStatus, Schedule, new_job
 from .._plugins import Registry
@@ -48,10 +48,6 @@ _FIELDS_OF_TYPE = {
     "call_webhook": ("webhook_url", "webhook_method", "webhook_headers", "webhook_body"),
     "call_tool": ("tool_name", "tool_params"),
 }
-
-
-class ToolError(OmnicronError):
-    """A tool call failed for a reason the model can act on; ``str()`` is the message."""
 
 
 class Skill:

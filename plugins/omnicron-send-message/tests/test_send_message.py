@@ -347,7 +347,7 @@ async def test_execute_revalidates_and_does_not_raise(capsys: pytest.CaptureFixt
         ({"url": "http:///nohost"}, "plugins.send_message.url", "no host"),
         ({"timeout": 0}, "plugins.send_message.timeout", "> 0"),
         ({"max_message_bytes": "big"}, "plugins.send_message.max_message_bytes", "int"),
-        ({"colour": "red"}, "plugins.send_message.colour", "allowed settings: transport"),
+        ({"colour": "red"}, "plugins.send_message.colour", "allowed keys: transport"),
         ({"headers": {"Bad Name": "x"}}, "plugins.send_message.headers.Bad Name", "header name"),
         ({"headers": {"X-A": "a\r\nb"}}, "plugins.send_message.headers.X-A", "control"),
         ({"headers": {"X-A": "${env:1x}"}}, "plugins.send_message.headers.X-A", "malformed"),
