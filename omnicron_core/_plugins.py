@@ -6,7 +6,7 @@ import abc
 import contextlib
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, cast
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, cast
 import pluggy
 
 from . import hookspecs
+from ._backend import StoreBackendSpec
 from ._errors import JobValidationError, PluginError
 from ._log import get_logger
 
 if TYPE_CHECKING:
-    from ._backend import StoreBackend
     from ._models import Action, ExecutionResult, Job
 
 __all__ = [
@@ -112,15 +112,6 @@ class ActionExecutor(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, empty on purpose
         """Release what the executor holds (clients, files). Called when the scheduler stops."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoreBackendSpec:
-    """A store backend registration: URL scheme and ``factory(url, options) -> StoreBackend``."""
-
-    scheme: str
-    factory: Callable[[str, Mapping[str, Any]], StoreBackend]
-    description: str = ""
 
 
 @dataclass(slots=True)

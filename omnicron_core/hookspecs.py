@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from ._backend import StoreBackendSpec
     from ._models import ExecutionResult, Job
-    from ._plugins import ActionExecutor, PluginContext, StoreBackendSpec
+    from ._plugins import ActionExecutor, PluginContext
 
 __all__ = ["hookimpl", "hookspec"]
 
