@@ -45,6 +45,7 @@ __all__ = [
     "decode_declared_jobs",
     "definition_hash",
     "load_config",
+    "load_effective_config",
     "located",
 ]
 
@@ -221,6 +222,24 @@ def apply_env(config: Config, env: Mapping[str, str] | None = None) -> Config:
     if errors:
         raise ConfigErrors(errors)
     return msgspec.structs.replace(config, scheduler=scheduler, log=log)
+
+
+def load_effective_config(
+    path: str | os.PathLike[str] | None,
+    *,
+    store: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """The config a process runs with: the file (``None``: all defaults), then the environment
+    (``OMNICRON_STORE``, ``OMNICRON_LOG_LEVEL``, ``OMNICRON_LOG_FORMAT``), then an explicit
+    ``store`` (a ``--store`` flag). The one place that layers them, for ``omnicron`` and
+    ``omnicron mcp`` alike. Raises :class:`ConfigErrors`."""
+    config = apply_env(load_config(path), env)
+    if store:
+        config = msgspec.structs.replace(
+            config, scheduler=msgspec.structs.replace(config.scheduler, store=store)
+        )
+    return config
 
 
 def definition_hash(declared: DeclaredJob) -> str:

@@ -16,7 +16,14 @@ from rich.console import Console
 from rich.table import Table
 
 from .._errors import ConfigError
-from ..config import DEFAULT_CONFIG_FILE, Config, ConfigErrors, apply_env, load_config
+from ..config import (
+    DEFAULT_CONFIG_FILE,
+    Config,
+    ConfigErrors,
+    apply_env,
+    load_config,
+    load_effective_config,
+)
 from ..logging import LEVELS, configure_logging
 
 T = TypeVar("T")
@@ -93,14 +100,9 @@ def resolve_config_path(path: Path | None) -> Path | None:
 def load(path: Path | None, *, store_url: str | None = None) -> Config:
     """The config for a command: file (or defaults), environment, then ``--store``."""
     try:
-        config = apply_env(load_config(resolve_config_path(path)))
+        return load_effective_config(resolve_config_path(path), store=store_url)
     except ConfigError as exc:
         fail_config(exc)
-    if store_url:
-        config = msgspec.structs.replace(
-            config, scheduler=msgspec.structs.replace(config.scheduler, store=store_url)
-        )
-    return config
 
 
 def check(path: Path | None, *, store_url: str | None = None) -> tuple[Config, list[ConfigError]]:
