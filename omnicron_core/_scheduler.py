@@ -102,15 +102,10 @@ class Scheduler:
     def is_running(self) -> bool:
         return self._running
 
-    def validate(self, job: Job) -> None:
-        """Raise :class:`JobValidationError` unless ``job`` could be added as it is
-        (executors' synchronous checks; :meth:`add_job` also awaits their I/O-bound ones)."""
-        validate_job(
-            job, self.registry, self.location, handler_runs_actions=self._handler is not None
-        )
-
-    async def validate_async(self, job: Job) -> None:
-        """:meth:`validate` with the executors' add-time checks awaited (e.g. DNS for SSRF)."""
+    async def validate(self, job: Job) -> None:
+        """Raise :class:`JobValidationError` unless ``job`` could be added as it is: the
+        checks :meth:`add_job` makes, executors' add-time I/O (a DNS lookup) awaited, never
+        run on the event loop's thread."""
         await validate_job_async(
             job, self.registry, self.location, handler_runs_actions=self._handler is not None
         )
@@ -162,7 +157,7 @@ class Scheduler:
         job.updated_at = job.updated_at or now
         if job.status == JobStatus.RUNNING:
             job.status = JobStatus.ENABLED
-        await self.validate_async(job)
+        await self.validate(job)
         self._schedule(job, now)
         return job
 
@@ -207,7 +202,7 @@ class Scheduler:
         candidate.updated_at = now
         if candidate.status == JobStatus.RUNNING:
             candidate.status = JobStatus.ENABLED
-        await self.validate_async(candidate)
+        await self.validate(candidate)
 
         def patch(cur: Job) -> Job:
             new = candidate.copy()

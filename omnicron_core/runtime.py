@@ -323,7 +323,7 @@ async def reconcile(scheduler: Scheduler, declared: list[Job]) -> ReconcileRepor
     errors: list[ConfigError] = []
     for index, job in enumerate(declared):
         try:
-            scheduler.validate(job)
+            await scheduler.validate(job)  # executors' I/O (DNS) awaited, off the loop
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     # only the declared jobs are read: a store of a million jobs added at run time costs

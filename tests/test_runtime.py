@@ -13,12 +13,15 @@ import pytest
 
 from omnicron_core import (
     Action,
+    ActionExecutor,
     Duration,
     ExecutionResult,
     Job,
     JobStatus,
+    RunInfo,
     Schedule,
     get_plugin_manager,
+    hookimpl,
     new_job,
 )
 from omnicron_core.config import SOURCE_KEY, ConfigErrors, decode_config
@@ -241,3 +244,47 @@ def test_metrics_plugin_records_failures_and_lateness() -> None:
         )
         == 1.0
     )
+
+
+class _LoopSafeProbe:
+    """An executor plugin whose synchronous check refuses to run on the event loop's thread
+    (as a DNS lookup there would block every other job)."""
+
+    def __init__(self) -> None:
+        self.checked: list[str] = []
+
+    @hookimpl
+    def omnicron_action_executors(self) -> list[ActionExecutor]:
+        probe = self
+
+        class Probe(ActionExecutor):
+            action_type = "probe"
+
+            def validate(self, action: Action) -> None:
+                try:
+                    asyncio.get_running_loop()
+                except RuntimeError:
+                    return
+                raise AssertionError("a blocking check ran on the event loop")
+
+            async def validate_async(self, action: Action) -> None:
+                probe.checked.append(action.type)
+                await asyncio.sleep(0)
+
+            async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+                return ExecutionResult.ok("probed")
+
+        return [Probe()]
+
+
+async def test_reconcile_validates_asynchronously(tmp_path: Path) -> None:
+    probe = _LoopSafeProbe()
+    entry = "[[jobs]]\nid = 'p'\nname = 'p'\nschedule = { interval = '1h' }\n"
+    entry += "action = { type = 'probe' }\n"
+    rt = Runtime(
+        decode_config(tomllib.loads(config_text(tmp_path / "p.db", entry))), plugins=[probe]
+    )
+    report = await rt.reconcile()
+    await rt.close()
+    assert report.added == ["p"]
+    assert probe.checked == ["probe", "probe"]  # the reconcile's check, then add_jobs'
