@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from ._duration import as_timedelta
 from ._errors import JobNotFoundError, JobValidationError, SchedulerAlreadyRunningError
 from ._log import get_logger
 from ._models import ExecutionResult, Job, JobStatus, utcnow
@@ -22,7 +23,7 @@ from ._schedule import first_fire, next_fire_after, resolve_zone
 from ._store import Store, StoreConfig
 from ._validation import validate_job, validate_job_async
 
-__all__ = ["ExecutionHandler", "Scheduler", "SchedulerConfig"]
+__all__ = ["TUNING_FIELDS", "ExecutionHandler", "Scheduler", "SchedulerConfig"]
 
 #: A host's own runner for every job (the original's ``ExecutionHandler``); sync or async.
 ExecutionHandler = Callable[[Job], "ExecutionResult | Awaitable[ExecutionResult]"]
@@ -33,23 +34,39 @@ _NS_PER_US = 1000
 _WRITE_RETRIES = 5
 
 
+#: The settings that are plain values, shared with the config file's ``[scheduler]`` section
+#: under the same names (:class:`omnicron_core.config.SchedulerSettings` takes its defaults
+#: from here).
+TUNING_FIELDS = (
+    "max_concurrency",
+    "claim_batch",
+    "shutdown_grace",
+    "misfire_grace",
+    "external_check",
+)
+
+
 @dataclass
 class SchedulerConfig:
     """How a :class:`Scheduler` runs.
 
     - ``store``: where jobs live (default: an in-memory store).
     - ``handler``: run every job with this instead of the executor plugins.
-    - ``location``: zone for cron expressions without their own (default: the machine's).
+    - ``location``: zone for cron expressions without their own (a tzinfo or an IANA name;
+      default: the machine's). The config file calls it ``[scheduler] timezone``.
     - ``registry``: executors and backends (default: from the installed plugins).
     - ``max_concurrency``: runs in flight at once; due jobs beyond it wait their turn.
     - ``claim_batch``: most jobs taken from the store per claim.
-    - ``shutdown_grace``: seconds ``stop()`` waits for runs in flight before cancelling them.
+    - ``shutdown_grace``: how long ``stop()`` waits for runs in flight before cancelling them.
     - ``misfire_grace``: a fire later than this is skipped (recorded, not run); ``None`` runs
       every late fire once (coalesced).
-    - ``external_check``: on a store other processes also write (an SQLite file), the most
-      seconds before the loop re-reads the earliest fire time (one indexed query), so a job
+    - ``external_check``: on a store other processes also write (an SQLite file), the longest
+      the loop goes before re-reading the earliest fire time (one indexed query), so a job
       added by another process (``omnicron jobs add``) is not missed. Changes made through
       this scheduler always wake it at once.
+
+    The three spans accept a ``timedelta``, seconds (``30.0``) or a Go duration string
+    (``"30s"``) and are held as ``timedelta``.
     """
 
     store: Store | None = None
@@ -58,10 +75,20 @@ class SchedulerConfig:
     registry: Registry | None = None
     max_concurrency: int = 1024
     claim_batch: int = 1000
-    shutdown_grace: float = 30.0
+    shutdown_grace: timedelta = timedelta(seconds=30)
     misfire_grace: timedelta | None = None
-    external_check: float = 1.0
+    external_check: timedelta = timedelta(seconds=1)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    def __post_init__(self) -> None:
+        for name in ("max_concurrency", "claim_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+        self.shutdown_grace = as_timedelta(self.shutdown_grace, field="shutdown_grace")
+        self.external_check = as_timedelta(self.external_check, field="external_check")
+        if self.misfire_grace is not None:
+            self.misfire_grace = as_timedelta(self.misfire_grace, field="misfire_grace")
 
 
 class Scheduler:
@@ -69,8 +96,6 @@ class Scheduler:
 
     def __init__(self, config: SchedulerConfig | None = None) -> None:
         cfg = config or SchedulerConfig()
-        if cfg.max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
         self.config = cfg
         self.location: tzinfo = resolve_zone(cfg.location, field="location")
         self.registry = cfg.registry or Registry(location=self.location)
@@ -451,7 +476,7 @@ class Scheduler:
         wake = self._wake
         claim_batch = self.config.claim_batch
         max_sleep = (
-            min(_MAX_SLEEP, self.config.external_check)
+            min(_MAX_SLEEP, self.config.external_check.total_seconds())
             if self.store.backend.external_writers
             else _MAX_SLEEP
         )
@@ -586,7 +611,9 @@ class Scheduler:
             await self._loop_task
             self._loop_task = None
         if self._runs:
-            _, pending = await asyncio.wait(set(self._runs), timeout=self.config.shutdown_grace)
+            _, pending = await asyncio.wait(
+                set(self._runs), timeout=self.config.shutdown_grace.total_seconds()
+            )
             for task in pending:
                 task.cancel()
             if pending:

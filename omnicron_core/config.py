@@ -23,10 +23,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ._errors import ConfigError, JobValidationError
+from ._duration import as_timedelta
+from ._errors import ConfigError, JobValidationError, SettingError
 from ._locate import join_path, locate
 from ._models import Action, Job, JobStatus, Schedule, dec_hook, utcnow
-from ._scheduler import SchedulerConfig
+from ._scheduler import TUNING_FIELDS
 from ._store import DEFAULT_STORE_URL
 
 __all__ = [
@@ -65,8 +66,19 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
+#: A span in the config file: a Go duration string (``"30s"``, ``"1m30s"``) or seconds.
+Span = Annotated[float, msgspec.Meta(ge=0)] | str
+
+
 class SchedulerSettings(_Section):
-    """The ``[scheduler]`` section."""
+    """The ``[scheduler]`` section: :class:`~omnicron_core.SchedulerConfig` as text.
+
+    The tuning keys (:data:`~omnicron_core._scheduler.TUNING_FIELDS`) are ``SchedulerConfig``'s
+    fields under the same names; unset ones take ``SchedulerConfig``'s defaults (the one place
+    they are written). Spans are Go duration strings or seconds. ``timezone`` is the API's
+    ``location``; ``store`` is a URL where the API takes a ``Store``. The metrics keys belong to
+    the runtime, not the scheduler.
+    """
 
     #: IANA zone for cron expressions without their own; ``""`` is the machine's zone.
     timezone: str = ""
@@ -74,18 +86,35 @@ class SchedulerSettings(_Section):
     store: str = DEFAULT_STORE_URL
     #: Backend-specific options passed to the store factory.
     store_options: dict[str, Any] = msgspec.field(default_factory=dict)
-    #: Runs in flight at once.
-    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] = SchedulerConfig.max_concurrency
-    #: Seconds a stop waits for runs in flight before cancelling them.
-    shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = SchedulerConfig.shutdown_grace
-    #: Seconds after its fire time past which a run is skipped (recorded as missed);
-    #: unset runs every late fire once.
-    misfire_grace: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    #: Runs in flight at once (default 1024).
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: Most jobs taken from the store per claim (default 1000).
+    claim_batch: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: How long a stop waits for runs in flight before cancelling them (default ``"30s"``).
+    shutdown_grace: Span | None = None
+    #: How late past its fire time a run may start before it is skipped (recorded as
+    #: missed); unset runs every late fire once.
+    misfire_grace: Span | None = None
+    #: Longest wait before re-reading a store other processes write (default ``"1s"``).
+    external_check: Span | None = None
     #: Port of the Prometheus ``/metrics`` and ``/healthz`` endpoint; unset serves none,
     #: ``0`` picks a free port.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     #: Address the metrics endpoint listens on.
     metrics_host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        for name in ("shutdown_grace", "misfire_grace", "external_check"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    as_timedelta(value, field=name)
+                except ValueError as exc:
+                    raise SettingError(str(exc).split(": ", 1)[-1], name) from None
+
+    def tuning(self) -> dict[str, Any]:
+        """The tuning keys that are set, as ``SchedulerConfig`` keyword arguments."""
+        return {name: v for name in TUNING_FIELDS if (v := getattr(self, name)) is not None}
 
 
 class LogSettings(_Section):

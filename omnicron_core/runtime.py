@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
@@ -261,11 +261,7 @@ class Runtime:
                 store=self.store,
                 location=self.location,
                 registry=self.registry,
-                max_concurrency=sched.max_concurrency,
-                shutdown_grace=sched.shutdown_grace,
-                misfire_grace=None
-                if sched.misfire_grace is None
-                else timedelta(seconds=sched.misfire_grace),
+                **sched.tuning(),
             )
         )
 
