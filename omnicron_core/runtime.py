@@ -40,7 +40,7 @@ from ._errors import (
 )
 from ._log import get_logger
 from ._models import Job
-from ._plugins import ENTRY_POINT_GROUP, Registry, get_plugin_manager
+from ._plugins import ENTRY_POINT_GROUP, PluginContext, Registry, get_plugin_manager
 from ._schedule import resolve_zone
 from ._scheduler import Scheduler, SchedulerConfig
 from ._store import Store, StoreConfig
@@ -136,14 +136,26 @@ def _check_plugin_sections(config: Config, pm: pluggy.PluginManager) -> list[Con
     return errors
 
 
-def _probe_executors(registry: Registry) -> list[ConfigError]:
-    """Build each plugin's executors on its own, to report every plugin's bad settings."""
+def _probe_executors(
+    registry: Registry,
+    built: dict[str, Any] | None = None,
+    blocked: set[str] | None = None,
+) -> list[ConfigError]:
+    """Build each plugin's executors on its own, to report every plugin's bad settings.
+
+    The executors of the plugins that did build go into ``built`` (by action type); the action
+    types of those that did not, as far as their defaults tell (built once more without their
+    section), go into ``blocked``.
+    """
     errors: list[ConfigError] = []
     pm = registry.plugin_manager
     for impl in pm.hook.omnicron_action_executors.get_hookimpls():
         kwargs = {"context": registry.context} if "context" in impl.argnames else {}
         try:
-            list(cast(Iterable[Any], impl.function(**kwargs) or ()))
+            executors = list(cast(Iterable[Any], impl.function(**kwargs) or ()))
+            if built is not None:
+                built.update((e.action_type, e) for e in executors)
+            continue
         except ConfigError as exc:
             errors.append(
                 exc if exc.field else ConfigError(exc.message, field=f"plugins.{impl.plugin_name}")
@@ -155,6 +167,14 @@ def _probe_executors(registry: Registry) -> list[ConfigError]:
                     field=f"plugins.{impl.plugin_name}",
                 )
             )
+        if blocked is not None and "context" in impl.argnames:
+            context = registry.context
+            defaults = {k: v for k, v in context.settings.items() if k != impl.plugin_name}
+            with contextlib.suppress(Exception):  # what it would provide, if it can tell
+                retry = impl.function(
+                    context=PluginContext(context.plugin_manager, defaults, context.location)
+                )
+                blocked.update(e.action_type for e in cast(Iterable[Any], retry or ()))
     return errors
 
 
@@ -222,12 +242,27 @@ def _error_order(error: ConfigError) -> tuple[int, int, str]:
 
 
 def _validate_declared(
-    jobs: Iterable[tuple[int, Job]], registry: Registry | None, location: tzinfo
+    jobs: Iterable[tuple[int, Job]], registry: Registry, location: tzinfo, *, plugins_ok: bool
 ) -> list[ConfigError]:
+    """Each declared job's problems. With a plugin whose settings are bad (already reported
+    at ``plugins.<name>.<key>``), the actions of the plugins that did build are still checked
+    by their executors; an action of any other type gets its schedule checked only: its
+    executor may be the one that failed to build, and "invalid action type" would hide the
+    setting that is really wrong; a type no plugin provides is still "invalid action type"."""
     errors: list[ConfigError] = []
+    built: dict[str, Any] = {}
+    blocked: set[str] = set()
+    partial = registry
+    if not plugins_ok:
+        _probe_executors(registry, built, blocked)
+        partial = Registry(registry.plugin_manager, location=location)
+        partial._executors = built
     for index, job in jobs:
         try:
-            validate_job(job, registry, location)
+            if job.action.type in blocked - built.keys():
+                validate_job(job, None, location, check_action=False)
+            else:
+                validate_job(job, partial, location)
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     return errors
@@ -281,12 +316,11 @@ class Runtime:
             except ConfigError as exc:
                 errors.append(exc)
         decoded, job_errors = decode_declared_jobs(self.config)
-        # With broken plugin settings the executors cannot check actions; the original's
-        # minimal checks still catch missing fields and unknown types.
         errors += _validate_declared(
             [(index, job) for index, _, job in decoded],
-            None if plugin_errors else self.registry,
+            self.registry,
             self.location,
+            plugins_ok=not plugin_errors,
         )
         errors += job_errors
         return sorted(errors, key=_error_order)

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from omnicron_core import (
@@ -18,6 +19,7 @@ from omnicron_core import (
     ExecutionResult,
     Job,
     JobStatus,
+    PluginContext,
     RunInfo,
     Schedule,
     get_plugin_manager,
@@ -27,6 +29,7 @@ from omnicron_core import (
 from omnicron_core.config import SOURCE_KEY, ConfigErrors, decode_config
 from omnicron_core.metrics import MetricsServer
 from omnicron_core.runtime import Runtime, is_declared
+from omnicron_core.settings import load_plugin_settings
 
 
 def config_text(db: Path, jobs: str, extra: str = "") -> str:
@@ -288,3 +291,42 @@ async def test_reconcile_validates_asynchronously(tmp_path: Path) -> None:
     await rt.close()
     assert report.added == ["p"]
     assert probe.checked == ["probe", "probe"]  # the reconcile's check, then add_jobs'
+
+
+class _EchoSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    prefix: str = ""
+
+
+class _EchoPlugin:
+    """A third-party executor with its own settings section, [plugins.echo]."""
+
+    @hookimpl
+    def omnicron_action_executors(self, context: PluginContext) -> list[ActionExecutor]:
+        settings = load_plugin_settings(context.settings_for("echo"), _EchoSettings, "echo")
+
+        class Echo(ActionExecutor):
+            action_type = "echo"
+
+            def validate(self, action: Action) -> None:
+                return None
+
+            async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+                return ExecutionResult.ok(settings.prefix)
+
+        return [Echo()]
+
+
+def test_a_typo_in_plugin_settings_is_reported_as_the_setting_not_as_the_action_type(
+    tmp_path: Path,
+) -> None:
+    jobs = "[[jobs]]\nid = 'e'\nname = 'e'\nschedule = { interval = '1h' }\n"
+    jobs += "action = { type = 'echo' }\n"
+    jobs += job_entry("m", message="")  # send_message built fine: its executor still checks
+    text = config_text(tmp_path / "t.db", jobs, "[plugins.echo]\nprefx = '>'\n")
+    pm = get_plugin_manager()
+    pm.register(_EchoPlugin(), name="echo")
+    errors = Runtime(decode_config(tomllib.loads(text)), plugin_manager=pm).check()
+    assert [(e.field, e.message) for e in errors] == [
+        ("plugins.echo.prefx", "unknown key 'prefx' (check its spelling); allowed keys: prefix"),
+        ("jobs[1].action.message", "invalid action: message is required for send_message action"),
+    ]
