@@ -22,10 +22,19 @@ from typing import Any
 
 import structlog
 
-# The bench is an application: it configures logging (the library never does).
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-logging.basicConfig(level=logging.WARNING)
-logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+def configure_logging(mode: str) -> None:
+    """The bench is an application: it configures logging (the library never does).
+
+    ``filtered`` (the default): structlog and the stdlib filtered at WARNING. ``defaults``:
+    nothing configured, the library's own behaviour when embedded (silent).
+    """
+    if mode == "defaults":
+        return
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
 
 BENCH = Path(__file__).resolve().parent
 CACHE = BENCH / ".cache"
@@ -541,6 +550,7 @@ SCENARIOS = {"fires": fires, "adds": adds, "lateness": lateness, "scale": scale,
 def main() -> None:
     scenario, impl, raw = sys.argv[1], sys.argv[2], sys.argv[3]
     params = json.loads(raw)
+    configure_logging(params.get("logging", "filtered"))
     try:
         result = asyncio.run(SCENARIOS[scenario](impl, params))
     finally:
