@@ -15,7 +15,9 @@ from ._errors import (
     SettingError,
     StoreError,
     ToolError,
+    describe_error,
 )
+from ._limits import AGENT_ORIGIN, JobLimits
 from ._models import (
     Action,
     ActionType,
@@ -45,6 +47,7 @@ from ._store import DEFAULT_STORE_URL, Store, StoreConfig
 from .hookspecs import hookimpl
 
 __all__ = [
+    "AGENT_ORIGIN",
     "DEFAULT_STORE_URL",
     "Action",
     "ActionExecutor",
@@ -56,6 +59,7 @@ __all__ = [
     "ExecutionHandler",
     "ExecutionResult",
     "Job",
+    "JobLimits",
     "JobNotFoundError",
     "JobPatch",
     "JobStatus",
@@ -79,6 +83,7 @@ __all__ = [
     "ToolError",
     "decode_job",
     "decode_jobs",
+    "describe_error",
     "encode_job",
     "encode_jobs",
     "format_go_duration",

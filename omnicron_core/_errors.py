@@ -12,6 +12,7 @@ One tree: everything omnicron raises on purpose is an :class:`OmnicronError`::
     ├── ArgumentError (ValueError)        an agent tool call's arguments
     ├── ToolError                         an agent tool call failed (omnicron_core.skill)
     ├── MissingEnvVarError (KeyError)     a ${env:NAME} reference to an unset variable
+    ├── SecretNotAllowedError (ValueError) a ${env:NAME} reference in an agent's job
     ├── SchedulerAlreadyRunningError (RuntimeError)
     ├── StoreError
     └── PluginError
@@ -29,9 +30,11 @@ __all__ = [
     "OmnicronError",
     "PluginError",
     "SchedulerAlreadyRunningError",
+    "SecretNotAllowedError",
     "SettingError",
     "StoreError",
     "ToolError",
+    "describe_error",
 ]
 
 
@@ -125,3 +128,29 @@ class MissingEnvVarError(OmnicronError, KeyError):
 
     def __str__(self) -> str:
         return f"environment variable {self.name} is not set"
+
+
+class SecretNotAllowedError(OmnicronError, ValueError):
+    """A job an agent made holds a ``${env:NAME}`` reference: it never resolves."""
+
+    def __str__(self) -> str:
+        return (
+            "${env:} references do not resolve in a job made by an agent (origin 'agent'); "
+            "secrets are for operators' jobs only"
+        )
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as a one-line message for a run's ``error``.
+
+    omnicron's own errors (and those of its plugins) read as their message. Others that only
+    make sense with their type (``KeyError('location')`` would read ``'location'``) get it
+    in front, as does any exception without a message."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    if isinstance(exc, OmnicronError) or type(exc).__module__.startswith("omnicron"):
+        return text
+    if isinstance(exc, LookupError | AttributeError | TypeError | AssertionError):
+        return f"{type(exc).__name__}: {text}"
+    return text

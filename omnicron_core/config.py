@@ -25,6 +25,7 @@ import msgspec
 
 from ._duration import as_timedelta
 from ._errors import ConfigError, JobValidationError, SettingError
+from ._limits import JobLimits
 from ._locate import join_path, locate
 from ._models import Action, Job, JobStatus, Schedule, dec_hook, utcnow
 from ._scheduler import TUNING_FIELDS
@@ -102,6 +103,9 @@ class SchedulerSettings(_Section):
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     #: Address the metrics endpoint listens on.
     metrics_host: str = "127.0.0.1"
+    #: Size limits on every job (``[scheduler.limits]``: ``max_name_length``,
+    #: ``max_cron_length``, ``max_action_bytes``...; see ``omnicron_core.JobLimits``).
+    limits: JobLimits = msgspec.field(default_factory=JobLimits)
 
     def __post_init__(self) -> None:
         for name in ("shutdown_grace", "misfire_grace", "external_check"):

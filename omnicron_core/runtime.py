@@ -38,6 +38,7 @@ from ._errors import (
     PluginError,
     StoreError,
 )
+from ._limits import JobLimits
 from ._log import get_logger
 from ._models import Job
 from ._plugins import ENTRY_POINT_GROUP, PluginContext, Registry, get_plugin_manager
@@ -242,7 +243,12 @@ def _error_order(error: ConfigError) -> tuple[int, int, str]:
 
 
 def _validate_declared(
-    jobs: Iterable[tuple[int, Job]], registry: Registry, location: tzinfo, *, plugins_ok: bool
+    jobs: Iterable[tuple[int, Job]],
+    registry: Registry,
+    location: tzinfo,
+    *,
+    plugins_ok: bool,
+    limits: JobLimits | None = None,
 ) -> list[ConfigError]:
     """Each declared job's problems. With a plugin whose settings are bad (already reported
     at ``plugins.<name>.<key>``), the actions of the plugins that did build are still checked
@@ -260,9 +266,9 @@ def _validate_declared(
     for index, job in jobs:
         try:
             if job.action.type in blocked - built.keys():
-                validate_job(job, None, location, check_action=False)
+                validate_job(job, None, location, check_action=False, limits=limits)
             else:
-                validate_job(job, partial, location)
+                validate_job(job, partial, location, limits=limits)
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     return errors
@@ -321,6 +327,7 @@ class Runtime:
             self.registry,
             self.location,
             plugins_ok=not plugin_errors,
+            limits=self.config.scheduler.limits,
         )
         errors += job_errors
         return sorted(errors, key=_error_order)

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from omnicron_core import JobStatus, SchedulerConfig
+from omnicron_core import JobLimits, JobStatus, SchedulerConfig
 from omnicron_core._scheduler import TUNING_FIELDS
 from omnicron_core.config import (
     SOURCE_CONFIG,
@@ -48,7 +48,7 @@ def test_defaults_without_a_file() -> None:
     config = load_config(None)
     assert config.scheduler.store == "sqlite:///omnicron.db"
     # unset tuning keys take SchedulerConfig's defaults: written in one place
-    assert config.scheduler.tuning() == {}
+    assert config.scheduler.tuning() == {"limits": JobLimits()}
     assert SchedulerConfig(**config.scheduler.tuning()).max_concurrency == 1024
     assert config.scheduler.metrics_port is None
     assert config.log.level == "info" and config.log.format == "auto"

@@ -178,7 +178,13 @@ def show(
             anchor=job.created_at,
             first=job.next_run_at,
         )
-        upcoming = [fmt_time(at, rt.location) for at in itertools.islice(times, 3)]
+        try:
+            for at in itertools.islice(times, 3):
+                upcoming.append(fmt_time(at, rt.location))
+        except (JobValidationError, OverflowError, ValueError) as exc:
+            # a stored job this scheduler cannot read: show it anyway, and why
+            reason = exc.message if isinstance(exc, JobValidationError) else str(exc)
+            upcoming.append(f"(no further times: {reason})")
     data = job_to_builtins(job)
     action = {k: v for k, v in data.get("action", {}).items() if v not in ("", None, {})}
     rows = [
