@@ -74,7 +74,7 @@ def _to_record(logger: WrappedLogger, method: str, event: EventDict) -> Any:
 class Logger:
     """A structlog-style logger (``info(event, **values)``, ``bind``, ``is_enabled_for``)."""
 
-    __slots__ = ("_context", "_std", "_wrapped", "name")
+    __slots__ = ("_context", "_host_proxy", "_std", "_wrapped", "name")
 
     def __init__(self, name: str, context: dict[str, Any] | None = None) -> None:
         self.name = name
@@ -86,12 +86,15 @@ class Logger:
             wrapper_class=structlog.stdlib.BoundLogger,
             **self._context,
         )
+        # structlog's lazy proxy reads the host's configuration when used (and caches only if
+        # the host asked for cache_logger_on_first_use), so one proxy per logger is enough
+        self._host_proxy: Any = structlog.get_logger(name, **self._context)
 
     def bind(self, **values: Any) -> Logger:
         return Logger(self.name, {**self._context, **values})
 
     def _host(self) -> Any:
-        return structlog.get_logger(self.name, **self._context)
+        return self._host_proxy
 
     def is_enabled_for(self, level: int) -> bool:
         """Whether an event at ``level`` goes anywhere (skip building costly values if not)."""
