@@ -231,6 +231,7 @@ def sc_logging(cfg: dict[str, Any], table: Table, raw: dict[str, Any], log: Any)
     for key, label in (
         ("fires_per_s_start", "fires/s (last start)"),
         ("fires_per_s_done", "fires/s (last done)"),
+        ("fires_per_cpu_s", "fires per CPU-second"),
     ):
         defaults, filtered = med(runs["defaults"], key), med(runs["filtered"], key)
         table.add(
