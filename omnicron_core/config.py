@@ -262,12 +262,29 @@ def load_effective_config(
     *,
     store: str | None = None,
     env: Mapping[str, str] | None = None,
+    errors: list[ConfigError] | None = None,
 ) -> Config:
     """The config a process runs with: the file (``None``: all defaults), then the environment
     (``OMNICRON_STORE``, ``OMNICRON_LOG_LEVEL``, ``OMNICRON_LOG_FORMAT``), then an explicit
-    ``store`` (a ``--store`` flag). The one place that layers them, for ``omnicron`` and
-    ``omnicron mcp`` alike. Raises :class:`ConfigErrors`."""
-    config = apply_env(load_config(path), env)
+    ``store`` (a ``--store`` flag). The one place that layers them, for ``omnicron`` (run,
+    validate, jobs) and ``omnicron mcp`` alike.
+
+    Raises :class:`ConfigErrors`; or, given an ``errors`` list, appends to it and goes on with
+    defaults in place of the sections that failed (``omnicron validate`` reports them all).
+    """
+    try:
+        config = load_config(path)
+    except ConfigErrors as exc:
+        if errors is None or exc.partial is None:
+            raise
+        errors += exc.errors
+        config = exc.partial
+    try:
+        config = apply_env(config, env)
+    except ConfigErrors as exc:
+        if errors is None:
+            raise
+        errors += exc.errors
     if store:
         config = msgspec.structs.replace(
             config, scheduler=msgspec.structs.replace(config.scheduler, store=store)

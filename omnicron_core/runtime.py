@@ -308,7 +308,10 @@ class Runtime:
 
     def check(self) -> list[ConfigError]:
         """Every problem of the config found without opening the store: plugin sections and
-        settings, the store URL, the metrics setup, and each declared job (schedule, action)."""
+        settings, the store URL, the metrics setup, and each declared job (schedule, action).
+
+        Synchronous, for callers without an event loop (``omnicron validate``): an executor's
+        check may resolve a host name. On a loop, ``await scheduler.validate(job)`` instead."""
         errors = _check_plugin_sections(self.config, self.plugin_manager)
         plugin_errors = _check_executors(self.registry)
         errors += plugin_errors

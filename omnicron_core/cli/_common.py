@@ -20,8 +20,6 @@ from ..config import (
     DEFAULT_CONFIG_FILE,
     Config,
     ConfigErrors,
-    apply_env,
-    load_config,
     load_effective_config,
 )
 from ..logging import LEVELS, configure_logging
@@ -111,21 +109,7 @@ def check(path: Path | None, *, store_url: str | None = None) -> tuple[Config, l
     from ..runtime import Runtime
 
     errors: list[ConfigError] = []
-    try:
-        config = load_config(resolve_config_path(path))
-    except ConfigErrors as exc:
-        if exc.partial is None:
-            raise
-        errors += exc.errors
-        config = exc.partial
-    try:
-        config = apply_env(config)
-    except ConfigErrors as exc:
-        errors += exc.errors
-    if store_url:
-        config = msgspec.structs.replace(
-            config, scheduler=msgspec.structs.replace(config.scheduler, store=store_url)
-        )
+    config = load_effective_config(resolve_config_path(path), store=store_url, errors=errors)
     try:
         errors += Runtime(config).check()
     except ConfigErrors as exc:
