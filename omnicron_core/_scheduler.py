@@ -183,7 +183,7 @@ class Scheduler:
             f"job.{change}",
             job_id=job.id,
             action_type=job.action.type,
-            next_run_at=job.next_run_at.isoformat() if job.next_run_at else None,
+            next_run_at=job.next_run_at,  # ISO text when emitted (omnicron_core._log)
         )
         self._notify("omnicron_job_changed", job=job, change=change)
 
@@ -426,7 +426,7 @@ class Scheduler:
                 missed = False
             self._pending.append((job, result, scheduled_at))
             if missed:
-                _log.warning("job.missed", job_id=job.id, scheduled_at=scheduled_at.isoformat())
+                _log.warning("job.missed", job_id=job.id, scheduled_at=scheduled_at)
         finally:
             if self._flush_task is None or self._flush_task.done():
                 self._flush_task = asyncio.ensure_future(self._flush())
