@@ -156,3 +156,26 @@ def test_a_host_with_structlog_on_the_stdlib_gets_the_events_by_logger_name(
     runs = [e for e in events if e["event"] == "job.run"]
     assert len(runs) == 3
     assert {e["logger"] for e in runs} == {"omnicron.scheduler"}
+
+
+def test_a_host_with_dictconfig_controls_the_omnicron_loggers(tmp_path: object) -> None:
+    proc = _run_host(
+        """
+        import logging.config
+        logging.config.dictConfig({
+            "version": 1,
+            "formatters": {"plain": {"format": "%(name)s %(levelname)s %(message)s"}},
+            "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "plain"}},
+            "loggers": {
+                "omnicron": {"level": "INFO", "handlers": ["out"]},
+                "omnicron.runtime": {"level": "ERROR"},
+            },
+        })
+        """,
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert sum(line.startswith("omnicron.scheduler INFO job.run ") for line in lines) == 3
+    assert any(line.startswith("omnicron.scheduler INFO scheduler.started ") for line in lines)
