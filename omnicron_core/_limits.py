@@ -112,28 +112,15 @@ def _children(value: Any) -> Iterator[tuple[object, Any]] | None:
     if isinstance(value, msgspec.Struct):
         fields = value.__struct_fields__
         return ((name, getattr(value, name)) for name in fields)
-    if isinstance(value, _action_class()):
-        action: Any = value
-        return iter((("type", action.type), ("params", action.params)))
+    names = getattr(type(value), "__record_fields__", None)
+    if names is not None:  # an Action (which this module cannot import: _models imports it)
+        return ((name, getattr(value, name)) for name in names)
     return None
-
-
-_ACTION: type | None = None
-
-
-def _action_class() -> type:
-    # _models imports this module (through _duration), so Action is looked up on first use.
-    global _ACTION
-    if _ACTION is None:
-        from ._models import Action
-
-        _ACTION = Action
-    return _ACTION
 
 
 def _is_record(value: Any) -> bool:
     """A Struct or an Action: its field names are not data (no depth, no key strings)."""
-    return isinstance(value, msgspec.Struct | _action_class())
+    return isinstance(value, msgspec.Struct) or hasattr(type(value), "__record_fields__")
 
 
 def walk_strings(value: Any, path: str) -> Iterator[tuple[str, str, int]]:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, overload
 import msgspec
 
 from ._duration import Duration, format_go_duration, parse_go_duration
+from ._errors import JobValidationError
 
 __all__ = [
     "Action",
@@ -58,6 +59,19 @@ class Schedule(_Base):
     timezone: str = ""
 
     def __post_init__(self) -> None:
+        interval: Any = self.interval
+        if interval is not None and not isinstance(interval, Duration):
+            # the Python API takes what a Duration takes: "2s", a timedelta, integer ns
+            try:
+                self.interval = Duration(interval)
+            except ValueError as exc:
+                raise JobValidationError(str(exc), field="schedule.interval") from None
+            except TypeError:
+                raise JobValidationError(
+                    f"interval cannot be a {type(interval).__name__}; expected a Go duration "
+                    "string such as '90s' or '1h30m', a timedelta or integer nanoseconds",
+                    field="schedule.interval",
+                ) from None
         if self.interval is not None and self.interval.ns == 0:
             self.interval = None
 
@@ -91,6 +105,8 @@ class Action:
     """
 
     __slots__ = ("params", "type")
+    #: The attributes that hold its data (the generic walkers of ``_limits`` read them).
+    __record_fields__ = ("type", "params")
 
     def __init__(
         self, type: str = "", params: Mapping[str, Any] | None = None, **flat: Any
@@ -134,18 +150,18 @@ class Action:
         if isinstance(data, Action):
             return data.copy()
         if not isinstance(data, Mapping):
-            raise TypeError(f"Expected `object`, got `{_json_kind(data)}`")
+            raise TypeError(f"expected object, got {_json_kind(data)}")
         kind = data.get("type", "")
         if not isinstance(kind, str):
-            raise TypeError(f"type: Expected `str`, got `{_json_kind(kind)}`")
+            raise TypeError(f"type: expected str, got {_json_kind(kind)}")
         for key in data:
             if not isinstance(key, str):
-                raise TypeError("Expected parameter names to be strings")
+                raise TypeError("expected parameter names to be strings")
         params = {k: v for k, v in data.items() if k not in RESERVED_ACTION_KEYS}
         if "params" in data:
             nested = data["params"]
             if nested is not None and not isinstance(nested, Mapping):
-                raise TypeError(f"params: Expected `object`, got `{_json_kind(nested)}`")
+                raise TypeError(f"params: expected object, got {_json_kind(nested)}")
             if params and nested:
                 raise ValueError(
                     "give the parameters either beside `type` or under `params`, not both "

@@ -6,22 +6,22 @@ import abc
 import contextlib
 import importlib.metadata
 import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import msgspec
 import pluggy
-import structlog
 
 from . import hookspecs
+from ._backend import StoreBackendSpec
 from ._errors import ConfigError, JobValidationError, PluginError
+from ._locate import locate
+from ._log import get_logger
 from ._models import RESERVED_ACTION_KEYS, dec_hook
 
 if TYPE_CHECKING:
-    from ._backend import StoreBackend
     from ._models import Action, ExecutionResult, Job
 
 __all__ = [
@@ -42,7 +42,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "omnicron"
 
-_log = structlog.get_logger("omnicron.plugins")
+_log = get_logger("omnicron.plugins")
 
 
 class RunInfo:
@@ -81,10 +81,6 @@ class RunInfo:
 
 
 P = TypeVar("P", bound=msgspec.Struct)
-
-_MISSING = re.compile(r"^Object missing required field `([^`]*)`(?: - at `\$\.?(.*)`)?$", re.S)
-_UNKNOWN = re.compile(r"^Object contains unknown field `([^`]*)`(?: - at `\$\.?(.*)`)?$", re.S)
-_AT = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,34 +181,28 @@ class ActionExecutor(abc.ABC, Generic[P]):
         """Release what the executor holds (clients, files). Called when the scheduler stops."""
 
     def _params_error(self, exc: msgspec.ValidationError) -> JobValidationError:
+        """msgspec's error as a located action error (the one msgspec locator, worded as the
+        original's action errors: ``path is required for append_file action``)."""
         cause = exc.__cause__
         if isinstance(cause, JobValidationError):
             return JobValidationError(cause.message, field=_action_field(cause.field))
-        text = str(exc)
         kind = self.action_type
-        missing = _MISSING.match(text)
-        if missing:
-            key = _join(missing.group(2), missing.group(1))
+        located = locate(exc, root=self.params_type)
+        key = located.field or ""
+        if located.message == "required key is missing":
             return JobValidationError(
                 f"{key} is required for {kind} action", field=_action_field(key)
             )
-        unknown = _UNKNOWN.match(text)
-        if unknown:
-            where = unknown.group(2) or ""
-            key = _join(where, unknown.group(1))
+        if located.message.startswith("unknown key "):
             allowed = ""
-            if not where:
+            if "." not in key and "[" not in key:
                 names = _param_names(self.params_type)
                 allowed = f"; {kind} parameters: {', '.join(names) or 'none'}"
             return JobValidationError(
                 f"unknown parameter {key!r} for {kind} action{allowed}", field=_action_field(key)
             )
-        located = _AT.match(text)
-        if located:
-            message, path = located.groups()
-            path = path.replace(".[", "[")
-            return JobValidationError(f"{path}: {message}", field=_action_field(path))
-        return JobValidationError(text, field="action")
+        message = f"{key}: {located.message}" if key else located.message
+        return JobValidationError(message, field=_action_field(key))
 
 
 def _join(prefix: str | None, key: str) -> str:
@@ -265,15 +255,6 @@ def params_json_schema(params_type: type[msgspec.Struct]) -> dict[str, Any]:
     schema: dict[str, Any] = inline(raw, frozenset())
     schema.pop("title", None)
     return schema
-
-
-@dataclass(frozen=True, slots=True)
-class StoreBackendSpec:
-    """A store backend registration: URL scheme and ``factory(url, options) -> StoreBackend``."""
-
-    scheme: str
-    factory: Callable[[str, Mapping[str, Any]], StoreBackend]
-    description: str = ""
 
 
 @dataclass(slots=True)
@@ -402,21 +383,29 @@ class HookResult:
 
 
 def call_each_plugin(
-    plugin_manager: pluggy.PluginManager, hook_name: str, **kwargs: Any
+    plugin_manager: pluggy.PluginManager,
+    hook_name: str,
+    *,
+    only: Iterable[str] | None = None,
+    **kwargs: Any,
 ) -> list[HookResult]:
     """Call a registration hook through pluggy once per plugin, so one plugin that raises
     does not stop the others. Each implementation's iterable is turned into a list.
 
     Results come in registration order. A plugin's exception is caught and returned in its
-    :class:`HookResult` (the caller decides whether to log, report or raise it).
+    :class:`HookResult` (the caller decides whether to log, report or raise it). ``only``
+    limits the call to the plugins of those names.
     """
     caller = getattr(plugin_manager.hook, hook_name, None)
     if caller is None:
         return []
     impls = caller.get_hookimpls()
     plugins = [impl.plugin for impl in impls]
+    wanted = None if only is None else set(only)
     out: list[HookResult] = []
     for impl in impls:
+        if wanted is not None and impl.plugin_name not in wanted:
+            continue
         others = [p for p in plugins if p is not impl.plugin]
         one = plugin_manager.subset_hook_caller(hook_name, remove_plugins=others)
         try:

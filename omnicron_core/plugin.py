@@ -43,6 +43,7 @@ from ._errors import (
     StoreError,
     describe_error,
 )
+from ._log import get_logger
 from ._models import (
     Action,
     ExecutionResult,
@@ -112,6 +113,7 @@ __all__ = [
     "encode_job",
     "find_env_refs",
     "format_go_duration",
+    "get_logger",
     "hookimpl",
     "hookspec",
     "job_from_builtins",

@@ -25,11 +25,10 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
 import pluggy
-import structlog
 
 from ._errors import (
     ConfigError,
@@ -40,11 +39,14 @@ from ._errors import (
     StoreError,
 )
 from ._limits import JobLimits
+from ._log import get_logger
 from ._models import Job
 from ._plugins import (
     ENTRY_POINT_GROUP,
     ActionExecutor,
+    PluginContext,
     Registry,
+    call_each_plugin,
     describe_executor,
     get_plugin_manager,
 )
@@ -79,7 +81,7 @@ __all__ = [
     "serve",
 ]
 
-_log = structlog.get_logger("omnicron.runtime")
+_log = get_logger("omnicron.runtime")
 
 
 def is_declared(job: Job) -> bool:
@@ -167,6 +169,23 @@ def _check_executors(registry: Registry) -> list[ConfigError]:
     return errors
 
 
+def _blocked_types(registry: Registry) -> set[str]:
+    """The action types of the plugins whose settings are bad, as far as their defaults tell
+    (each such plugin is asked once more, through pluggy, without its section)."""
+    context = registry.context
+    out: set[str] = set()
+    for name, failure in registry.failures.items():
+        if not isinstance(failure, ConfigError):
+            continue
+        defaults = {k: v for k, v in context.settings.items() if k != name}
+        retry = PluginContext(context.plugin_manager, defaults, context.location)
+        for res in call_each_plugin(
+            context.plugin_manager, "omnicron_action_executors", only=[name], context=retry
+        ):
+            out.update(e.action_type for e in res.items if isinstance(e, ActionExecutor))
+    return out
+
+
 def _check_store(config: Config, registry: Registry) -> list[ConfigError]:
     url = config.scheduler.store
     try:
@@ -218,14 +237,32 @@ def _error_order(error: ConfigError) -> tuple[int, int, str]:
 
 def _validate_declared(
     jobs: Iterable[tuple[int, Job]],
-    registry: Registry | None,
+    registry: Registry,
     location: tzinfo,
+    *,
+    plugins_ok: bool,
     limits: JobLimits | None = None,
 ) -> list[ConfigError]:
+    """Each declared job's problems. With a plugin whose settings are bad (already reported
+    at ``plugins.<name>.<key>``), the actions of the plugins that did build are still checked
+    by their executors; an action of any other type gets its schedule checked only: its
+    executor may be the one that failed to build, and "invalid action type" would hide the
+    setting that is really wrong; a type no plugin provides is still "invalid action type"."""
     errors: list[ConfigError] = []
+    built: dict[str, Any] = {}
+    blocked: set[str] = set()
+    partial = registry
+    if not plugins_ok:
+        built = registry.executors_built()
+        blocked = _blocked_types(registry)
+        partial = Registry(registry.plugin_manager, location=location)
+        partial._executors = built
     for index, job in jobs:
         try:
-            validate_job(job, registry, location, limits=limits)
+            if job.action.type in blocked - built.keys():
+                validate_job(job, None, location, check_action=False, limits=limits)
+            else:
+                validate_job(job, partial, location, limits=limits)
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     return errors
@@ -259,18 +296,16 @@ class Runtime:
                 store=self.store,
                 location=self.location,
                 registry=self.registry,
-                max_concurrency=sched.max_concurrency,
-                shutdown_grace=sched.shutdown_grace,
-                misfire_grace=None
-                if sched.misfire_grace is None
-                else timedelta(seconds=sched.misfire_grace),
-                limits=sched.limits,
+                **sched.tuning(),
             )
         )
 
     def check(self) -> list[ConfigError]:
         """Every problem of the config found without opening the store: plugin sections and
-        settings, the store URL, the metrics setup, and each declared job (schedule, action)."""
+        settings, the store URL, the metrics setup, and each declared job (schedule, action).
+
+        Synchronous, for callers without an event loop (``omnicron validate``): an executor's
+        check may resolve a host name. On a loop, ``await scheduler.validate(job)`` instead."""
         errors = _check_plugin_sections(self.config, self.plugin_manager)
         plugin_errors = _check_executors(self.registry)
         errors += plugin_errors
@@ -284,13 +319,12 @@ class Runtime:
             except ConfigError as exc:
                 errors.append(exc)
         decoded, job_errors = decode_declared_jobs(self.config)
-        # With broken plugin settings the executors cannot check actions; the original's
-        # minimal checks still catch missing fields and unknown types.
         errors += _validate_declared(
             [(index, job) for index, _, job in decoded],
-            None if plugin_errors else self.registry,
+            self.registry,
             self.location,
-            self.config.scheduler.limits,
+            plugins_ok=not plugin_errors,
+            limits=self.config.scheduler.limits,
         )
         errors += job_errors
         return sorted(errors, key=_error_order)
@@ -323,7 +357,7 @@ async def reconcile(scheduler: Scheduler, declared: list[Job]) -> ReconcileRepor
     errors: list[ConfigError] = []
     for index, job in enumerate(declared):
         try:
-            scheduler.validate(job)
+            await scheduler.validate(job)  # executors' I/O (DNS) awaited, off the loop
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     # only the declared jobs are read: a store of a million jobs added at run time costs

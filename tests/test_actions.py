@@ -127,7 +127,7 @@ def test_nested_params_input_is_accepted_and_written_flat() -> None:
     assert json.loads(encode_job(job))["action"] == {"type": "note", "path": "/x", "text": "t"}
     with pytest.raises(msgspec.ValidationError, match=r"not both .* - at `\$\.action`"):
         decode_job('{"action":{"type":"note","params":{"path":"/x"},"text":"t"}}')
-    with pytest.raises(msgspec.ValidationError, match=r"params: Expected `object`, got `str`"):
+    with pytest.raises(msgspec.ValidationError, match=r"params: expected object, got str"):
         decode_job('{"action":{"type":"note","params":"x"}}')
 
 
@@ -188,9 +188,9 @@ def test_core_code_names_no_plugin_field() -> None:
         (
             {"path": "/x", "text": 5},
             "action.text",
-            "invalid action: text: Expected `str`, got `int`",
+            "invalid action: text: expected str, got int",
         ),
-        ({"path": "/x", "text": "t", "times": 0}, "action.times", "Expected `int` >= 1"),
+        ({"path": "/x", "text": "t", "times": 0}, "action.times", "expected int >= 1"),
         ({"path": "x", "text": "t"}, "action.path", "invalid action: path must be absolute"),
     ],
 )
@@ -233,7 +233,7 @@ def test_config_reports_located_param_errors(tmp_path: Path) -> None:
     )
     errors = runtime.check()
     assert [(e.field, e.message) for e in errors] == [
-        ("jobs[0].action.text", "invalid action: text: Expected `str`, got `int`")
+        ("jobs[0].action.text", "invalid action: text: expected str, got int")
     ]
 
 
@@ -411,7 +411,7 @@ def test_plugin_api_exports_exactly_the_intended_names() -> None:
         "encode_job", "find_env_refs", "format_go_duration", "hookimpl", "hookspec",
         "job_from_builtins", "job_to_builtins", "load_plugin_settings", "malformed_env_ref",
         "params_json_schema", "parse_go_duration", "resolve_env_refs", "BodyReader",
-        "UndecodableBodyError", "SecretNotAllowedError", "describe_error", "resolve_job_env_refs",
+        "UndecodableBodyError", "SecretNotAllowedError", "describe_error", "resolve_job_env_refs", "get_logger",
     }  # fmt: skip
     for name in plugin_api.__all__:
         assert getattr(plugin_api, name) is not None, name

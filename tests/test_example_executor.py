@@ -124,7 +124,7 @@ def test_omnicron_run_fires_the_third_party_action(venv: Path, tmp_path: Path) -
         ),
         (
             '{ type = "append_file", path = "a.txt", text = 5 }',
-            "jobs[0].action.text: invalid action: text: Expected `str`, got `int`",
+            "jobs[0].action.text: invalid action: text: expected str, got int",
         ),
         (
             '{ type = "append_file", path = "a.txt" }',

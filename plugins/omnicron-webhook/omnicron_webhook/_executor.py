@@ -15,7 +15,6 @@ from typing import Annotated, Any, cast
 import anyio
 import httpx
 import msgspec
-import structlog
 
 from omnicron_core.plugin import (
     ActionExecutor,
@@ -28,6 +27,7 @@ from omnicron_core.plugin import (
     SecretNotAllowedError,
     UndecodableBodyError,
     describe_error,
+    get_logger,
     parse_go_duration,
     resolve_job_env_refs,
 )
@@ -61,7 +61,7 @@ _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
 _ERROR_BODY_CHARS = 512
 _VALIDATE_DNS_TIMEOUT = 2.0
 
-_log = structlog.get_logger("omnicron.webhook")
+_log = get_logger("omnicron.webhook")
 
 
 class _CreateRequestError(Exception):
