@@ -7,14 +7,20 @@ are compiled by :mod:`omnicron_core.cron` (on APScheduler's trigger classes).
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._errors import JobValidationError
+from ._fire_times import successive
 from ._models import Job, Schedule
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "first_fire",
+    "iter_fire_times",
     "local_zone",
     "next_fire_after",
     "next_fire_times",
@@ -23,6 +29,12 @@ __all__ = [
 ]
 
 _US = timedelta(microseconds=1)
+
+#: The range of times a schedule may name. Every zone can show any instant in it (the
+#: largest UTC offsets are +14h and -12h; ``datetime`` ends at year 9999), with room for the
+#: arithmetic of fire times; a job outside it could be saved but never listed.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @functools.lru_cache(maxsize=512)
@@ -87,10 +99,19 @@ def validate_schedule(schedule: Schedule, location: tzinfo | None = None) -> Non
                 f"interval {schedule.interval} is too short; the minimum is 1ms",
                 field="schedule.interval",
             )
-    elif schedule.once is not None and schedule.once.tzinfo is None:
-        raise JobValidationError(
-            "once must be an RFC 3339 time with a zone offset", field="schedule.once"
-        )
+    elif schedule.once is not None:
+        once = schedule.once
+        if once.tzinfo is None:
+            raise JobValidationError(
+                "once must be an RFC 3339 time with a zone offset", field="schedule.once"
+            )
+        if not EARLIEST <= once < LATEST:
+            shown = once.isoformat() if once.utcoffset() is not None else str(once)
+            raise JobValidationError(
+                f"once time {shown} is outside the supported range; give a time from "
+                f"{EARLIEST:%Y-%m-%d} up to (not including) {LATEST:%Y-%m-%d}",
+                field="schedule.once",
+            )
 
 
 def _interval_after(anchor: datetime, interval_ns: int, after: datetime) -> datetime:
@@ -140,6 +161,29 @@ def first_fire(job: Job, now: datetime, location: tzinfo | None) -> datetime | N
     return nxt.astimezone(UTC) if nxt is not None else None
 
 
+def iter_fire_times(
+    schedule: Schedule,
+    after: datetime,
+    *,
+    location: tzinfo | None = None,
+    anchor: datetime | None = None,
+    first: datetime | None = None,
+) -> Iterator[datetime]:
+    """The fire times of ``schedule`` strictly after ``after``, in order, lazily (take what you
+    need with ``itertools.islice``). ``first`` (a stored ``next_run_at``) comes first and the
+    rest follow it; ``anchor`` defaults to ``after`` (see :func:`next_fire_after`).
+
+    Every preview of fire times (the API, ``omnicron next``, ``omnicron jobs show``, the agent
+    tools) goes through here; the schedule is assumed valid (:func:`validate_schedule`).
+    """
+    start = anchor or after
+
+    def step(cursor: datetime) -> datetime | None:
+        return next_fire_after(schedule, cursor, location=location, anchor=start)
+
+    return successive(step, after, first=first)
+
+
 def next_fire_times(
     schedule: Schedule,
     *,
@@ -154,13 +198,6 @@ def next_fire_times(
         raise ValueError("count must be >= 0")
     zone = resolve_zone(location, field="location") if location is not None else None
     validate_schedule(schedule, zone)
-    out: list[datetime] = []
-    cursor = after
-    anchor = anchor or after
-    while len(out) < count:
-        nxt = next_fire_after(schedule, cursor, location=zone, anchor=anchor)
-        if nxt is None:
-            break
-        out.append(nxt)
-        cursor = nxt
-    return out
+    return list(
+        itertools.islice(iter_fire_times(schedule, after, location=zone, anchor=anchor), count)
+    )

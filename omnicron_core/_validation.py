@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from ._errors import JobValidationError
+from ._limits import AGENT_ORIGIN, JobLimits, check_env_free, check_job_limits, is_agent_job
 from ._models import Action, Job
 from ._plugins import Registry
 from ._schedule import validate_schedule
@@ -12,42 +13,16 @@ from ._schedule import validate_schedule
 __all__ = ["validate_action_minimal", "validate_job", "validate_job_async"]
 
 _MAX_ID = 256
-_MAX_NAME = 1024
+_DEFAULT_LIMITS = JobLimits()
 
 
 def validate_action_minimal(action: Action) -> None:
-    """The original's ``Action.Validate``: required fields of its three types.
+    """The check of an action that no executor owns (a host handler runs it): it needs a type.
 
-    Used when a host-supplied handler runs jobs and no executor plugin owns the type.
+    The parameters belong to the executors, so without one there is nothing more to check.
     """
-    kind = action.type
-    if kind == "send_message":
-        if not action.session_id:
-            raise JobValidationError(
-                "invalid action: session_id is required for send_message action",
-                field="action.session_id",
-            )
-        if not action.message:
-            raise JobValidationError(
-                "invalid action: message is required for send_message action",
-                field="action.message",
-            )
-    elif kind == "call_webhook":
-        if not action.webhook_url:
-            raise JobValidationError(
-                "invalid action: webhook_url is required for call_webhook action",
-                field="action.webhook_url",
-            )
-    elif kind == "call_tool":
-        if not action.tool_name:
-            raise JobValidationError(
-                "invalid action: tool_name is required for call_tool action",
-                field="action.tool_name",
-            )
-    else:
-        raise JobValidationError(
-            f"invalid action: invalid action type: {kind}", field="action.type"
-        )
+    if not action.type:
+        raise JobValidationError("invalid action: action type is required", field="action.type")
 
 
 def validate_job(
@@ -57,11 +32,14 @@ def validate_job(
     *,
     handler_runs_actions: bool = False,
     check_action: bool = True,
+    limits: JobLimits | None = None,
 ) -> None:
     """Raise :class:`JobValidationError` for the first problem found.
 
-    The action is checked by the executor plugin for its type; with ``handler_runs_actions``
-    (a host handler runs every job) a type no plugin owns gets the original's minimal checks.
+    Sizes are checked first (``limits``, before anything is parsed). The action is checked by
+    the executor plugin for its type; with ``handler_runs_actions`` (a host handler runs every
+    job) a type no plugin owns only needs to be named. A job an agent made
+    (``origin="agent"``, or with an owner) may hold no ``${env:}`` reference.
     """
     if not job.id:
         raise JobValidationError("job ID is required", field="id")
@@ -72,8 +50,13 @@ def validate_job(
         )
     if not job.name:
         raise JobValidationError("job name is required", field="name")
-    if len(job.name) > _MAX_NAME:
-        raise JobValidationError(f"job name must be at most {_MAX_NAME} characters", field="name")
+    check_job_limits(job, limits or _DEFAULT_LIMITS)
+    if job.origin not in ("", AGENT_ORIGIN):
+        raise JobValidationError(
+            f"origin must be '' or '{AGENT_ORIGIN}', got {job.origin!r}", field="origin"
+        )
+    if is_agent_job(job):
+        check_env_free(job)
     validate_schedule(job.schedule, location)
     if not check_action:
         return
@@ -89,9 +72,10 @@ async def validate_job_async(
     location: tzinfo | None,
     *,
     handler_runs_actions: bool = False,
+    limits: JobLimits | None = None,
 ) -> None:
     """:func:`validate_job` with the executor's add-time check awaited (it may do I/O)."""
-    validate_job(job, registry, location, check_action=False)
+    validate_job(job, registry, location, check_action=False, limits=limits)
     if registry is not None and (not handler_runs_actions or job.action.type in registry.executors):
         await registry.validate_action_async(job.action)
     else:

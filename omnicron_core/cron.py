@@ -26,20 +26,29 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.cron.fields import DayOfMonthField
 from apscheduler.triggers.interval import IntervalTrigger
 
-from omnicron_core._cron_parse import CronError, Fields, parse_fields
+from omnicron_core._cron_parse import (
+    DESCRIPTORS,
+    CronError,
+    Fields,
+    parse_fields,
+    split_zone_prefix,
+)
 from omnicron_core._duration import parse_go_duration
+from omnicron_core._fire_times import successive
+from omnicron_core._limits import quote
 
-__all__ = ["CronError", "CronExpression", "parse_cron", "validate_cron"]
+__all__ = [
+    "DESCRIPTORS",
+    "MAX_CRON_LENGTH",
+    "CronError",
+    "CronExpression",
+    "parse_cron",
+    "validate_cron",
+]
 
-DESCRIPTORS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
+#: The longest expression the parser reads at all (``JobLimits.max_cron_length`` is lower).
+MAX_CRON_LENGTH = 4096
+
 _ONE_SECOND = timedelta(seconds=1)
 _ONE_MINUTE = timedelta(minutes=1)
 _MIDNIGHT = datetime.min.time()
@@ -157,20 +166,11 @@ class CronExpression:
         self, after: datetime, count: int, *, anchor: datetime | None = None
     ) -> list[datetime]:
         """The next ``count`` fire times after ``after`` (fewer if the schedule ends)."""
-        out: list[datetime] = []
         if self.every is not None and anchor is None:
             anchor = after
-        t: datetime | None = after
-        while len(out) < count and t is not None:
-            t = self.next_after(t, anchor=anchor)
-            if t is not None:
-                out.append(t)
-        return out
-
-    def describe(self) -> str:
-        from omnicron_core.describe import describe_cron
-
-        return describe_cron(self.expr)
+        return list(
+            itertools.islice(successive(lambda t: self.next_after(t, anchor=anchor), after), count)
+        )
 
     # -- internals --------------------------------------------------------------------------
 
@@ -306,7 +306,9 @@ def _zone(name: str, expr: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except Exception as exc:  # ValueError, ZoneInfoNotFoundError, ...
-        raise CronError(f"cron expression {expr!r} has unknown time zone {name!r}") from exc
+        raise CronError(
+            f"cron expression {quote(expr)} has unknown time zone {quote(name)}"
+        ) from exc
 
 
 def _location_key(location: tzinfo | str | None) -> tzinfo | str:
@@ -325,16 +327,13 @@ def _compile(expr: str, key: tzinfo | str) -> CronExpression:
     if not text:
         raise CronError("cron expression is empty")
     zone: tzinfo = _zone(key, expr) if isinstance(key, str) else key
-    first, _, rest = text.partition(" ")
-    upper_first = first.upper()
-    if upper_first.startswith(("CRON_TZ=", "TZ=")):
-        name = first.split("=", 1)[1]
+    name, text = split_zone_prefix(text)
+    if name is not None:
         if not name:
-            raise CronError(f"cron expression {expr!r} has an empty time zone after '='")
+            raise CronError(f"cron expression {quote(expr)} has an empty time zone after '='")
         zone = _zone(name, expr)
-        text = rest.strip()
         if not text:
-            raise CronError(f"cron expression {expr!r} has a time zone but no schedule")
+            raise CronError(f"cron expression {quote(expr)} has a time zone but no schedule")
     if text.startswith("@"):
         word, _, arg = text.partition(" ")
         word_l = word.lower()
@@ -343,18 +342,18 @@ def _compile(expr: str, key: tzinfo | str) -> CronExpression:
         if word_l not in DESCRIPTORS or arg.strip():
             if word_l in DESCRIPTORS:
                 raise CronError(
-                    f"cron expression {expr!r} has unexpected text after {word!r}: {arg.strip()!r}"
+                    f"cron expression {quote(expr)} has unexpected text after {quote(word)}: {quote(arg.strip())}"
                 )
             allowed = ", ".join([*DESCRIPTORS, "@every <duration>"])
             raise CronError(
-                f"cron expression {expr!r} has unknown descriptor {word!r}; expected one of "
+                f"cron expression {quote(expr)} has unknown descriptor {quote(word)}; expected one of "
                 f"{allowed}"
             )
         text = DESCRIPTORS[word_l]
     parts = text.split()
     if len(parts) not in (5, 6):
         raise CronError(
-            f"cron expression {expr!r} has {len(parts)} field{'s' if len(parts) != 1 else ''};"
+            f"cron expression {quote(expr)} has {len(parts)} field{'s' if len(parts) != 1 else ''};"
             " expected 5 (minute hour day-of-month month day-of-week) or 6 (second first)"
         )
     fields = parse_fields(parts, expr)
@@ -376,15 +375,17 @@ def _compile(expr: str, key: tzinfo | str) -> CronExpression:
 
 def _compile_every(expr: str, arg: str, zone: tzinfo) -> CronExpression:
     if not arg:
-        raise CronError(f"cron expression {expr!r}: @every needs a duration, e.g. '@every 1h30m'")
+        raise CronError(
+            f"cron expression {quote(expr)}: @every needs a duration, e.g. '@every 1h30m'"
+        )
     try:
         ns = parse_go_duration(arg)
     except ValueError as exc:
-        raise CronError(f"cron expression {expr!r} has a bad @every duration: {exc}") from None
+        raise CronError(f"cron expression {quote(expr)} has a bad @every duration: {exc}") from None
     if ns <= 0:
-        raise CronError(f"cron expression {expr!r}: @every duration must be greater than 0")
+        raise CronError(f"cron expression {quote(expr)}: @every duration must be greater than 0")
     if ns < 1000:
-        raise CronError(f"cron expression {expr!r}: @every duration must be at least 1µs")
+        raise CronError(f"cron expression {quote(expr)}: @every duration must be at least 1µs")
     return CronExpression(
         expr=expr, timezone=zone, has_seconds=False, every=timedelta(microseconds=ns // 1000)
     )
@@ -394,8 +395,14 @@ def parse_cron(expr: str, location: tzinfo | str | None = None) -> CronExpressio
     """Compile ``expr`` evaluated in ``location`` (default UTC; a ``CRON_TZ=`` prefix wins).
 
     Raises :class:`CronError` naming the field and value for a bad expression.
-    Compiled expressions are cached.
+    Compiled expressions are cached. An expression longer than :data:`MAX_CRON_LENGTH` is
+    refused before it is read.
     """
+    if isinstance(expr, str) and len(expr) > MAX_CRON_LENGTH:
+        raise CronError(
+            f"cron expression is too long ({len(expr)} characters); the maximum is "
+            f"{MAX_CRON_LENGTH}"
+        )
     return _compile(expr, _location_key(location))
 
 

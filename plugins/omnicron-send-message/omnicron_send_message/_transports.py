@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from omnicron_core import Job, RunInfo
+from omnicron_core.plugin import BodyReader, Job, RunInfo, UndecodableBodyError
 
 from ._secrets import resolve_env_refs
 from ._settings import SendMessageSettings
@@ -148,14 +148,19 @@ class HttpTransport(Transport):
 
 
 async def _read_limited(resp: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.aiter_bytes():
-        chunks.append(chunk[: limit - size])
-        size += len(chunks[-1])
-        if size >= limit:
-            break
-    return b"".join(chunks)
+    """At most ``limit`` bytes of the decoded body: raw bytes decoded with the bound, so a
+    compressed reply cannot grow past it (httpx decodes a whole chunk before any cap)."""
+    try:
+        reader = BodyReader(resp.headers.get("content-encoding"), limit)
+        async for chunk in resp.aiter_raw():
+            if reader.feed(chunk):
+                break
+    except httpx.StreamConsumed:  # a response built in memory (httpx.MockTransport)
+        reader = BodyReader(None, limit)
+        reader.feed(resp.content)
+    except UndecodableBodyError as exc:
+        raise GatewayError(f"gateway reply unreadable: {exc}") from None
+    return reader.body
 
 
 def _reply_from(text: str) -> str:
@@ -176,11 +181,11 @@ def _reply_from(text: str) -> str:
 def make_transport(
     settings: SendMessageSettings, *, http_transport: httpx.AsyncBaseTransport | None = None
 ) -> Transport | None:
-    """The fallback transport the settings choose; ``None`` for ``host`` (no fallback)."""
+    """The fallback transport the settings choose; ``None`` when unset or ``host``."""
     if settings.transport == "jsonl":
         return JsonlTransport(settings.path)
     if settings.transport == "http":
         return HttpTransport(settings, transport=http_transport)
-    if settings.transport == "host":
-        return None
-    return ConsoleTransport()
+    if settings.transport == "console":
+        return ConsoleTransport()
+    return None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,7 +117,9 @@ async def test_host_async_reply_is_awaited() -> None:
 async def test_declining_host_falls_back_to_the_transport(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    executor = registry(plugins=[DecliningHost()]).executors["send_message"]
+    executor = registry({"transport": "console"}, plugins=[DecliningHost()]).executors[
+        "send_message"
+    ]
     result = await executor.execute(job(), RUN)
     assert result.success and result.output["response"] == ""
     assert "session 'ops': Good morning" in capsys.readouterr().out
@@ -129,18 +132,24 @@ async def test_host_exception_fails_the_run() -> None:
     assert result.error == "send message failed: session ops is closed"
 
 
-async def test_host_transport_without_a_host_fails_like_the_original() -> None:
-    executor = registry({"transport": "host"}).executors["send_message"]
+@pytest.mark.parametrize("settings", [{}, {"transport": "host"}])
+async def test_no_host_and_no_transport_fails_the_run_naming_the_hook_and_the_setting(
+    settings: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    executor = registry(settings, plugins=[DecliningHost()]).executors["send_message"]
     result = await executor.execute(job(), RUN)
     assert not result.success
-    assert result.error == "agent not configured for send_message action"
+    assert result.error.startswith("agent not configured for send_message action: ")
+    assert "omnicron_deliver_message" in result.error
+    assert "transport in [plugins.send_message]" in result.error
+    assert capsys.readouterr() == ("", "")  # nothing printed instead
 
 
 # --- transports ------------------------------------------------------------------------------
 
 
 async def test_console_transport_prints_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    executor = SendMessageExecutor()
+    executor = SendMessageExecutor(SendMessageSettings(transport="console"))
     result = await executor.execute(job(message="Good morning\nand coffee"), RUN)
     assert result.success
     assert capsys.readouterr().out == (
@@ -314,9 +323,9 @@ def test_message_size_limit_counts_utf8_bytes() -> None:
 
 def test_default_size_limit_is_64_kib() -> None:
     executor = SendMessageExecutor()
-    executor.validate(Action(type="send_message", session_id="s", message="x" * 65536))
+    executor.check(Action(type="send_message", session_id="s", message="x" * 65536))
     with pytest.raises(JobValidationError, match="65537 bytes"):
-        executor.validate(Action(type="send_message", session_id="s", message="x" * 65537))
+        executor.check(Action(type="send_message", session_id="s", message="x" * 65537))
 
 
 async def test_execute_revalidates_and_does_not_raise(capsys: pytest.CaptureFixture[str]) -> None:
@@ -339,7 +348,7 @@ async def test_execute_revalidates_and_does_not_raise(capsys: pytest.CaptureFixt
         ({"url": "http:///nohost"}, "plugins.send_message.url", "no host"),
         ({"timeout": 0}, "plugins.send_message.timeout", "> 0"),
         ({"max_message_bytes": "big"}, "plugins.send_message.max_message_bytes", "int"),
-        ({"colour": "red"}, "plugins.send_message.colour", "allowed settings: transport"),
+        ({"colour": "red"}, "plugins.send_message.colour", "allowed keys: transport"),
         ({"headers": {"Bad Name": "x"}}, "plugins.send_message.headers.Bad Name", "header name"),
         ({"headers": {"X-A": "a\r\nb"}}, "plugins.send_message.headers.X-A", "control"),
         ({"headers": {"X-A": "${env:1x}"}}, "plugins.send_message.headers.X-A", "malformed"),
@@ -361,7 +370,7 @@ def test_registry_surfaces_settings_errors() -> None:
 
 def test_settings_defaults_and_struct_options() -> None:
     s = load_settings({})
-    assert (s.transport, s.timeout, s.max_message_bytes) == ("console", 30.0, 65536)
+    assert (s.transport, s.timeout, s.max_message_bytes) == ("", 30.0, 65536)
     assert SendMessageSettings.__struct_config__.forbid_unknown_fields
     with pytest.raises(TypeError):
         SendMessageSettings("console")  # type: ignore[misc]  # keyword-only
@@ -377,6 +386,7 @@ def test_public_names() -> None:
         "JsonlTransport",
         "MissingEnvVarError",
         "SendMessageExecutor",
+        "SendMessageParams",
         "SendMessageSettings",
         "Transport",
         "hookspecs",
@@ -385,3 +395,28 @@ def test_public_names() -> None:
     }
     for name in omnicron_send_message.__all__:
         assert hasattr(omnicron_send_message, name)
+
+
+async def test_http_compressed_reply_is_capped_after_decoding(gateway: Gateway) -> None:
+    """Issue 9: the reply cap applies to the decoded body (no decompression bomb)."""
+    import gzip
+    import tracemalloc
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(packer.compress(bytes(1 << 20)) for _ in range(32)) + packer.flush()
+    gateway.script(body=bomb, content_type="text/plain", headers={"Content-Encoding": "gzip"})
+    gateway.script(body=gzip.compress(bomb), headers={"Content-Encoding": "gzip, gzip"})
+    executor = SendMessageExecutor(
+        load_settings({"transport": "http", "url": gateway.url, "max_response_bytes": 1000})
+    )
+    tracemalloc.start()
+    try:
+        capped = await executor.execute(job(), RUN)
+        refused = await executor.execute(job(), RUN)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await executor.aclose()
+    assert capped.success and capped.output["response"] == "\x00" * 1000
+    assert not refused.success and "2 content encodings" in refused.error
+    assert peak < 8 << 20, peak

@@ -10,20 +10,26 @@ import ssl
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import anyio
 import httpx
-import structlog
+import msgspec
 
-from omnicron_core import (
-    Action,
+from omnicron_core.plugin import (
     ActionExecutor,
+    BodyReader,
     ExecutionResult,
     Job,
     JobValidationError,
+    ParamFlag,
     RunInfo,
+    SecretNotAllowedError,
+    UndecodableBodyError,
+    describe_error,
+    get_logger,
     parse_go_duration,
+    resolve_job_env_refs,
 )
 
 from ._retry import backoff_delay, is_retryable_status, parse_retry_after
@@ -40,7 +46,7 @@ from ._ssrf import (
     resolve_host_sync,
 )
 
-__all__ = ["METHODS", "WebhookExecutor"]
+__all__ = ["METHODS", "WebhookExecutor", "WebhookParams"]
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 USER_AGENT = "omnicron-webhook/0.1"
@@ -55,7 +61,7 @@ _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
 _ERROR_BODY_CHARS = 512
 _VALIDATE_DNS_TIMEOUT = 2.0
 
-_log = structlog.get_logger("omnicron.webhook")
+_log = get_logger("omnicron.webhook")
 
 
 class _CreateRequestError(Exception):
@@ -63,6 +69,14 @@ class _CreateRequestError(Exception):
 
 
 class _ReadError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class _RedirectError(Exception):
+    """A redirect that cannot be followed (no or a bad ``Location``)."""
+
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
@@ -91,8 +105,7 @@ class _Attempt:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
+    return describe_error(exc)
 
 
 def _redact(url: httpx.URL) -> str:
@@ -112,7 +125,32 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host.lower(), url.port or default
 
 
-class WebhookExecutor(ActionExecutor):
+class WebhookParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The parameters of a call_webhook action (the Go original's keys)."""
+
+    webhook_url: Annotated[
+        str, msgspec.Meta(description="Webhook URL, http or https", max_length=2048)
+    ]
+    webhook_method: Annotated[
+        str,
+        msgspec.Meta(
+            description="HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS "
+            "(default: POST)"
+        ),
+    ] = ""
+    webhook_headers: Annotated[
+        dict[str, str] | None,
+        msgspec.Meta(
+            description="HTTP headers (name to value); a value may hold ${env:NAME} secret "
+            "references"
+        ),
+    ] = None
+    webhook_body: Annotated[
+        str, msgspec.Meta(description="Request body (JSON text for POST, PUT and PATCH)")
+    ] = ""
+
+
+class WebhookExecutor(ActionExecutor[WebhookParams]):
     """Calls an HTTP(S) webhook for each run: retries, signing, SSRF protection.
 
     One pooled :class:`httpx.AsyncClient` per executor, created on first use and closed by
@@ -122,6 +160,18 @@ class WebhookExecutor(ActionExecutor):
 
     action_type = "call_webhook"
     description = "Call an HTTP(S) webhook (retries with backoff, signing, SSRF protection)"
+    params_type = WebhookParams
+    # As the original: a model never sets headers (they may carry secrets) or a body.
+    agent_withheld = {
+        "webhook_headers": "this scheduler does not let agents set webhook headers",
+        "webhook_body": "this scheduler does not let agents set a webhook body",
+    }
+    cli_flags = (
+        ParamFlag("webhook_url", "--webhook-url", "Webhook URL."),
+        ParamFlag("webhook_method", "--webhook-method", "HTTP method (default POST)."),
+        ParamFlag("webhook_headers", "--webhook-header", "NAME:VALUE (repeat).", kind="pairs"),
+        ParamFlag("webhook_body", "--webhook-body", "Request body."),
+    )
 
     def __init__(
         self,
@@ -139,14 +189,14 @@ class WebhookExecutor(ActionExecutor):
 
     # -- validation -----------------------------------------------------------------------
 
-    def validate(self, action: Action) -> None:
-        """Check the action's URL, method and headers; resolve the host best-effort."""
-        self._check(action, resolve=True)
+    def validate(self, params: WebhookParams) -> None:
+        """Check the URL, method and headers; resolve the host best-effort."""
+        self._check(params, resolve=True)
 
-    async def validate_async(self, action: Action) -> None:
+    async def validate_async(self, params: WebhookParams) -> None:
         """The add-time check the Scheduler awaits: as :meth:`validate`, but the host is
         resolved without blocking the event loop."""
-        _, url = self._check(action, resolve=False)
+        _, url = self._check(params, resolve=False)
         if not self._addresses.enabled or _is_literal(url.host):
             return
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -162,7 +212,7 @@ class WebhookExecutor(ActionExecutor):
                 f"webhook_url refused: {exc}", field="action.webhook_url"
             ) from None
 
-    def _check(self, action: Action, *, resolve: bool) -> tuple[str, httpx.URL]:
+    def _check(self, action: WebhookParams, *, resolve: bool) -> tuple[str, httpx.URL]:
         if not action.webhook_url:
             raise JobValidationError(
                 "webhook_url is required for call_webhook action", field="action.webhook_url"
@@ -247,15 +297,16 @@ class WebhookExecutor(ActionExecutor):
             return ExecutionResult.failed(f"webhook request failed: {_describe(exc)}")
 
     def _prepare(self, job: Job, run: RunInfo) -> _Prepared:
-        method, url = self._check(job.action, resolve=False)
+        params = self.decode_params(job.action)
+        method, url = self._check(params, resolve=False)
         headers: list[tuple[str, str]] = []
         secret_headers: set[str] = set()
-        for name, value in (job.action.webhook_headers or {}).items():
+        for name, value in (params.webhook_headers or {}).items():
             if find_env_refs(value):
                 secret_headers.add(name.lower())
                 try:
-                    value = resolve_env_refs(value)
-                except MissingEnvVarError as exc:
+                    value = resolve_job_env_refs(job, value)
+                except (MissingEnvVarError, SecretNotAllowedError) as exc:
                     raise _CreateRequestError(f"header {name!r}: {exc}") from None
                 if not _HEADER_VALUE.match(value):
                     raise _CreateRequestError(
@@ -263,7 +314,10 @@ class WebhookExecutor(ActionExecutor):
                     )
             headers.append((name, value))
         key: bytes | None = None
-        if self.settings.signing_secret:
+        # An agent's job is not signed (unless the operator says so): a model choosing URL
+        # and body would otherwise get the operator's signature on any body it likes.
+        agent_job = bool(job.origin or job.owner_principal)
+        if self.settings.signing_secret and (not agent_job or self.settings.sign_agent_jobs):
             try:
                 key = signing_key(resolve_env_refs(self.settings.signing_secret))
             except MissingEnvVarError as exc:
@@ -277,7 +331,7 @@ class WebhookExecutor(ActionExecutor):
             url=url,
             headers=tuple(headers),
             secret_headers=frozenset(secret_headers),
-            body=job.action.webhook_body.encode(),
+            body=params.webhook_body.encode(),
             message_id=idempotency_key(job, run),
             signing_key=key,
             timeout=self._timeout_for(job),
@@ -310,6 +364,8 @@ class WebhookExecutor(ActionExecutor):
                 transport=transport,
                 follow_redirects=False,
                 trust_env=False,
+                # every request carries its own timeout (_build); never httpx's 5 s default
+                timeout=httpx.Timeout(self.settings.timeout),
                 headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             )
         return self._client
@@ -370,6 +426,9 @@ class WebhookExecutor(ActionExecutor):
             return _Attempt(
                 ExecutionResult.failed(f"read response failed: {exc}", output), status=exc.status
             )
+        except _RedirectError as exc:
+            output = {"status_code": exc.status, "body": ""}
+            return _Attempt(ExecutionResult.failed(str(exc), output), status=exc.status)
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             return _Attempt(
                 ExecutionResult.failed(f"webhook request failed: {_describe(exc)}"),
@@ -406,8 +465,14 @@ class WebhookExecutor(ActionExecutor):
                         f"too many redirects (more than {self.settings.max_redirects})"
                     )
                 hops += 1
-                target = response.url.join(response.headers["location"])
                 status = response.status_code
+                location = response.headers.get("location")
+                if not location:
+                    raise _RedirectError(
+                        status, f"webhook returned {status} without a Location header"
+                    )
+                # (httpx itself refuses a malformed Location: "Invalid URL in location header")
+                target = response.url.join(location)
                 if (status == 303 and method != "HEAD") or (
                     status in (301, 302) and method == "POST"
                 ):
@@ -451,25 +516,36 @@ class WebhookExecutor(ActionExecutor):
             out.update(
                 standard_webhooks_headers(p.signing_key, p.message_id, int(time.time()), body)
             )
-        return client.build_request(method, url, headers=out, content=body or None)
+        return client.build_request(
+            method, url, headers=out, content=body or None, timeout=httpx.Timeout(p.timeout)
+        )
 
     async def _read(self, response: httpx.Response, p: _Prepared) -> bytes:
-        """At most ``max_response_bytes`` of the body; the rest is never read."""
+        """At most ``max_response_bytes`` of the *decoded* body; the rest is never read.
+
+        The raw bytes are decoded here, with the bound (httpx would inflate a compressed body
+        whole before any cap applies: a decompression bomb)."""
         limit = self.settings.max_response_bytes
-        buf = bytearray()
-        chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+        try:
+            reader = BodyReader(response.headers.get("content-encoding"), limit)
+        except UndecodableBodyError as exc:
+            raise _ReadError(response.status_code, str(exc)) from None
+        chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
         try:
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:
-                    room = limit - len(buf)
-                    if len(chunk) > room:
-                        buf += chunk[:room]
+                    if reader.feed(chunk):
                         _log.info("webhook.response_truncated", job_id=p.job_id, limit=limit)
                         break
-                    buf += chunk
+        except httpx.StreamConsumed:
+            # a response built in memory (an injected httpx.MockTransport): already read
+            reader = BodyReader(None, limit)
+            reader.feed(response.content)
         except httpx.HTTPError as exc:
             raise _ReadError(response.status_code, _describe(exc)) from exc
-        return bytes(buf)
+        except UndecodableBodyError as exc:
+            raise _ReadError(response.status_code, str(exc)) from None
+        return reader.body
 
 
 def _is_certificate_error(exc: BaseException) -> bool:
