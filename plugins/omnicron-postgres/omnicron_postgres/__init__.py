@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from omnicron_core import StoreBackendSpec, hookimpl
+from omnicron_core.plugin import StoreBackendSpec, hookimpl
 
 from ._settings import redact
 from .backend import PostgresBackend

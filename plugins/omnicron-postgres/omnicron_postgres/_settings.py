@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from omnicron_core import StoreError
+from omnicron_core.plugin import StoreError
 
 __all__ = ["PgSettings", "parse_settings", "redact"]
 

@@ -39,15 +39,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import msgspec
 import psycopg
-import structlog
 from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from omnicron_core import (
-    Duration,
+from omnicron_core.plugin import (
     ExecutionResult,
     Job,
     JobPatch,
@@ -55,6 +52,8 @@ from omnicron_core import (
     StoreBackend,
     StoreError,
     decode_job,
+    encode_job,
+    get_logger,
 )
 
 from ._schema import ADVISORY_CLASS, MIGRATIONS, migrate_sql_lock_key
@@ -62,7 +61,7 @@ from ._settings import PgSettings, default_node_id, parse_settings
 
 __all__ = ["PostgresBackend"]
 
-_log = structlog.get_logger("omnicron.postgres")
+_log = get_logger("omnicron.postgres")
 _T = TypeVar("_T")
 _INT4 = 2147483647
 #: Writes of jobs due within this time wake the other nodes (NOTIFY); the rest wait for the
@@ -79,18 +78,9 @@ def _error(message: str, *, transient: bool) -> StoreError:
         return StoreError(message)
 
 
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, Duration):
-        return str(obj)
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
-
-
-_ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook)
-
-
 def _encode(job: Job) -> str:
-    """Compact storage JSON (defaults omitted; ``decode_job`` reads it back)."""
-    return _ENCODER.encode(job).decode()
+    """The job's JSON, as the core writes it (``decode_job`` reads it back)."""
+    return encode_job(job).decode()
 
 
 def _released(job: Job) -> Job:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from omnicron_postgres.testing import CLI, Cluster, TempPostgres, cli_env
 
 
