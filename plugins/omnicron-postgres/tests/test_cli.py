@@ -122,3 +122,44 @@ def test_a_running_node_exports_its_store_metrics(cluster: Cluster) -> None:
     ):
         assert re.search(rf"^{name} ", text, re.M), name
     assert cluster.stop_all() == {0: 0}
+
+
+async def test_agent_tools_on_two_nodes_share_one_postgres_store(pg_url: str) -> None:
+    from omnicron_core import Registry, Store, StoreConfig, get_plugin_manager
+    from omnicron_core.skill import Skill, SkillConfig
+
+    def node() -> Skill:
+        reg = Registry(get_plugin_manager(), settings={"send_message": {"transport": "host"}})
+        return Skill(
+            SkillConfig(), registry=reg, store=Store(StoreConfig(url=pg_url), registry=reg)
+        )
+
+    a, b = node(), node()
+    await a.init()
+    await b.init()
+    try:
+        created = await a.call(
+            "cron_create",
+            json.dumps(
+                {
+                    "name": "standup",
+                    "schedule_cron": "0 9 * * *",
+                    "action_type": "send_message",
+                    "session_id": "alice",
+                    "message": "standup",
+                }
+            ),
+            principal="me",
+        )
+        assert not created.is_error, created.content
+        job_id = created.content["id"]
+        listed = await b.call("cron_list", "{}", principal="me")
+        assert [j["id"] for j in listed.content] == [job_id]
+        assert not (
+            await b.call("cron_disable", json.dumps({"id": job_id}), principal="me")
+        ).is_error
+        got = await a.call("cron_get", json.dumps({"id": job_id}), principal="me")
+        assert got.content["status"] == "disabled"  # a's view is not a stale cached copy
+    finally:
+        await a.close()
+        await b.close()

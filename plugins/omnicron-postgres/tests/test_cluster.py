@@ -104,11 +104,26 @@ timeout = 20
     )
     t_begin = cluster.db_now()
     time.sleep(15)
+    # kill the node that has slow webhooks in flight (one node claims the 12 due together)
+    cluster.wait_for(
+        lambda: bool(
+            cluster.sql(
+                "SELECT 1 FROM omnicron_fires WHERE state = 'running' AND job_id LIKE 'slow%' "
+                "AND started_at < now() - interval '1 second'"
+            )
+        ),
+        30,
+        "slow webhooks in flight",
+    )
+    owner = cluster.sql(
+        "SELECT lease_owner FROM omnicron_fires WHERE state = 'running' AND job_id LIKE 'slow%'"
+    )[0][0]
+    victim = int(owner.removeprefix("node"))
     t_kill = cluster.db_now()
-    cluster.signal(0, signal.SIGKILL)
-    cluster.procs[0].wait()
+    cluster.signal(victim, signal.SIGKILL)
+    cluster.procs[victim].wait()
     time.sleep(18)
-    cluster.start(0)  # the same node id comes back
+    cluster.start(victim)  # the same node id comes back
     time.sleep(15)
     t_end = cluster.db_now()
     codes = cluster.stop_all()
@@ -153,5 +168,5 @@ timeout = 20
 
     # the dead node's share went to the survivors at once, and the restarted node worked again
     sinks = Counter(f for _, _, f in runs)
-    assert sinks["sink-0-4.jsonl"] > 0
+    assert sinks[f"sink-{victim}-4.jsonl"] > 0
     assert len(seen) >= 40 * (JOBS_1S + JOBS_2S // 2)
