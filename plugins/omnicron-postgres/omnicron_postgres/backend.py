@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
 import threading
 import time
@@ -314,7 +315,13 @@ class PostgresBackend(StoreBackend):
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        listener = self._listener
         self.watch(None)
+        if listener is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        if self._saver is not None and not self._saver.done():
+            await self._saver
         await self._stop_node()
         if self._pool is not None:
             pool, self._pool = self._pool, None
