@@ -327,6 +327,69 @@ class PostgresBackend(StoreBackend):
             pool, self._pool = self._pool, None
             await pool.close()
 
+    async def _direct(self) -> psycopg.AsyncConnection[TupleRow]:
+        """A connection of its own (no pool, no migration), for read-only probes."""
+        try:
+            return await psycopg.AsyncConnection.connect(
+                self.settings.conninfo, autocommit=True, **self._connect_kwargs("check")
+            )
+        except psycopg.Error as exc:
+            raise self._fail("connect", exc) from None
+
+    async def exists(self) -> bool:
+        """Whether omnicron's tables are in the schema; creates nothing."""
+        conn = await self._direct()
+        async with conn:
+            cur = await conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{self.settings.schema}.omnicron_schema",)
+            )
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def check(self) -> builtins.list[str]:
+        """Problems in the stored data, read-only: the schema version, jobs whose JSON does
+        not decode or disagrees with the status / next fire columns, runs `running` without a
+        lease, jobs `running` with no run in flight."""
+        problems: builtins.list[str] = []
+        conn = await self._direct()
+        async with conn:
+            try:
+                cur = await conn.execute(
+                    sql.SQL("SELECT version FROM {}.omnicron_schema").format(self._schema)
+                )
+                row = await cur.fetchone()
+            except psycopg.errors.UndefinedTable:
+                return [f"no omnicron schema in {self.settings.schema!r} (never opened?)"]
+            version = 0 if row is None else int(row[0])
+            if version != len(MIGRATIONS):
+                problems.append(
+                    f"schema version {version}; this omnicron-postgres expects {len(MIGRATIONS)}"
+                )
+            cur = await conn.execute(
+                "SELECT id, status, next_run_at, data FROM omnicron_jobs ORDER BY id"
+            )
+            async for job_id, status, next_run_at, data in cur:
+                try:
+                    job = decode_job(data)
+                except (ValueError, TypeError) as exc:
+                    problems.append(f"job {job_id!r}: stored JSON does not decode: {exc}")
+                    continue
+                if job.id != job_id:
+                    problems.append(f"job {job_id!r}: its JSON says id {job.id!r}")
+                if str(job.status) != status or job.next_run_at != next_run_at:
+                    problems.append(
+                        f"job {job_id!r}: columns (status={status}, next_run_at={next_run_at}) "
+                        "disagree with its JSON"
+                    )
+            cur = await conn.execute(
+                "SELECT count(*) FROM omnicron_fires WHERE state = 'running' "
+                "AND (lease_owner IS NULL OR lease_until IS NULL)"
+            )
+            row = await cur.fetchone()
+            if row and row[0]:
+                problems.append(f"{row[0]} run(s) in flight without a lease")
+        return problems
+
     # -- node: heartbeat, leases, reaper (a thread with its own connection) -----------------
 
     async def _ensure_node(self, owner: str) -> None:

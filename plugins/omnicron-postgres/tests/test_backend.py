@@ -410,3 +410,26 @@ async def test_a_node_cut_off_from_the_database_stops_claiming_and_says_so(
     with capture_logs() as logs:
         assert await b.claim_due(await b.now(), 10, running, owner="n") == []
     assert [e["event"] for e in logs] == ["postgres.cut_off"]
+
+
+async def test_exists_and_check_are_read_only_probes(pg_url: str) -> None:
+    fresh = PostgresBackend.from_url(pg_url, {"schema": "probe"})
+    assert await fresh.exists() is False
+    assert await fresh.check() == ["no omnicron schema in 'probe' (never opened?)"]
+    assert await fresh.exists() is False  # the probes created nothing
+    await fresh.open()
+    try:
+        await fresh.save(job("ok"))
+        assert await fresh.exists() is True
+        assert await fresh.check() == []
+        sql(pg_url, "UPDATE probe.omnicron_jobs SET status = 'disabled' WHERE id = 'ok'")
+        sql(
+            pg_url,
+            "INSERT INTO probe.omnicron_jobs (id, status, data) VALUES ('bad', 'enabled', '{')",
+        )
+        problems = await fresh.check()
+        assert len(problems) == 2
+        assert problems[0].startswith("job 'bad': stored JSON does not decode")
+        assert problems[1].startswith("job 'ok': columns (status=disabled")
+    finally:
+        await fresh.close()
