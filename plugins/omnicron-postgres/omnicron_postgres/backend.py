@@ -96,24 +96,30 @@ def _released(job: Job) -> Job:
 
 
 class _Held:
-    """The runs this node holds leases for: job id -> (fire row id, attempt, owner)."""
+    """The runs this node holds leases for, by (job id, fire time): (fire row id, attempt,
+    owner). Keyed by fire, not job: a job whose overlap policy allows it may have several
+    runs in flight."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[str, tuple[int, int, str]] = {}
+        self._runs: dict[tuple[str, datetime], tuple[int, int, str]] = {}
         self.lost: set[int] = set()
 
-    def add(self, job_id: str, fire: int, attempt: int, owner: str) -> None:
+    def add(self, key: tuple[str, datetime], fire: int, attempt: int, owner: str) -> None:
         with self._lock:
-            self._runs[job_id] = (fire, attempt, owner)
+            self._runs[key] = (fire, attempt, owner)
 
-    def pop(self, job_id: str) -> tuple[int, int, str] | None:
+    def pop(self, key: tuple[str, datetime]) -> tuple[int, int, str] | None:
         with self._lock:
-            return self._runs.pop(job_id, None)
+            return self._runs.pop(key, None)
 
-    def get(self, job_id: str) -> tuple[int, int, str] | None:
+    def get(self, key: tuple[str, datetime]) -> tuple[int, int, str] | None:
         with self._lock:
-            return self._runs.get(job_id)
+            return self._runs.get(key)
+
+    def of_job(self, job_id: str) -> list[tuple[datetime, tuple[int, int, str]]]:
+        with self._lock:
+            return [(k[1], v) for k, v in self._runs.items() if k[0] == job_id]
 
     def snapshot(self) -> list[tuple[int, int]]:
         with self._lock:
@@ -870,7 +876,7 @@ class PostgresBackend(StoreBackend):
 
         async def work(
             conn: psycopg.AsyncConnection[TupleRow],
-        ) -> builtins.list[tuple[Job, int, int]]:
+        ) -> builtins.list[tuple[Job, int, int, datetime]]:
             cur = await conn.execute(_DUE, (now, limit))
             rows = await cur.fetchall()
             self._empty_claim_at = None if rows else now
@@ -894,15 +900,15 @@ class PostgresBackend(StoreBackend):
                 ),
             )
             got = {r[1]: (int(r[0]), int(r[2])) for r in await cur.fetchall()}
-            out: builtins.list[tuple[Job, int, int]] = []
+            out: builtins.list[tuple[Job, int, int, datetime]] = []
             released: builtins.list[Job] = []
-            for job in jobs:
+            for job, fire_at in zip(jobs, fires, strict=True):
                 fire = got.get(job.id)
                 if fire is None:
                     # this fire already has its row: move the job on, do not run it
                     released.append(_released(job))
                 else:
-                    out.append((job, fire[0], fire[1]))
+                    out.append((job, fire[0], fire[1], fire_at))
             if released:
                 await conn.execute(_UPDATE_JOBS, _job_columns(released))
             return out
@@ -914,9 +920,9 @@ class PostgresBackend(StoreBackend):
         st["claim_seconds_total"] += elapsed
         st["claim_latency_seconds"] = elapsed
         st["claimed_fires_total"] += len(claimed)
-        for job, fire_id, attempt in claimed:
-            self._held.add(job.id, fire_id, attempt, lease_owner)
-        return [job for job, _, _ in claimed]
+        for job, fire_id, attempt, fire_at in claimed:
+            self._held.add((job.id, fire_at), fire_id, attempt, lease_owner)
+        return [job for job, _, _, _ in claimed]
 
     async def finish_runs(
         self,
@@ -924,8 +930,18 @@ class PostgresBackend(StoreBackend):
         patch: JobPatch,
         results: Mapping[str, ExecutionResult],
     ) -> builtins.list[Job]:
-        held = {job_id: self._held.get(job_id) for job_id in job_ids}
-        fenced = {job_id: h for job_id, h in held.items() if h is not None}
+        fenced: dict[str, tuple[tuple[str, datetime], tuple[int, int, str]]] = {}
+        for job_id in job_ids:
+            result = results.get(job_id)
+            at = result.scheduled_at if result is not None else None
+            if at is not None:
+                held = self._held.get((job_id, at))
+                if held is not None:
+                    fenced[job_id] = ((job_id, at), held)
+                    continue
+            mine = self._held.of_job(job_id)
+            if len(mine) == 1:  # a result without its fire time: the one run in flight
+                fenced[job_id] = ((job_id, mine[0][0]), mine[0][1])
 
         async def work(
             conn: psycopg.AsyncConnection[TupleRow],
@@ -937,7 +953,7 @@ class PostgresBackend(StoreBackend):
             await conn.execute("SET LOCAL synchronous_commit = off")
             if fenced:
                 ids, fires, attempts, owners, states, errors = [], [], [], [], [], []
-                for job_id, (fire, attempt, owner) in fenced.items():
+                for job_id, (_, (fire, attempt, owner)) in fenced.items():
                     result = results.get(job_id)
                     ids.append(job_id)
                     fires.append(fire)
@@ -960,8 +976,8 @@ class PostgresBackend(StoreBackend):
             return await self._patch_jobs(conn, todo, patch, notify=False), refused
 
         written, refused = await self._tx("finish", work)
-        for job_id in fenced:
-            self._held.pop(job_id)
+        for key, _ in fenced.values():
+            self._held.pop(key)
         if refused:
             self._stats["finishes_refused_total"] += len(refused)
             _log.error(
