@@ -80,7 +80,17 @@ class TempPostgres:
         self.log = self.dir / "server.log"
         self.port = _free_port()
         if self.as_postgres:
-            pw = pwd.getpwnam("postgres")
+            try:
+                pw = pwd.getpwnam("postgres")
+            except KeyError:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise RuntimeError(
+                    "PostgreSQL refuses to run as root and there is no 'postgres' OS user to "
+                    "run it as (the postgresql-15 package creates one)"
+                ) from None
+            if shutil.which("runuser") is None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise RuntimeError("running PostgreSQL as 'postgres' needs runuser (util-linux)")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         os.chmod(self.dir, 0o700)
         self.started = False
