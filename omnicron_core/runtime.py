@@ -43,7 +43,7 @@ from ._models import Job
 from ._plugins import ENTRY_POINT_GROUP, Registry, get_plugin_manager
 from ._schedule import resolve_zone
 from ._scheduler import Scheduler, SchedulerConfig
-from ._store import Store, StoreConfig
+from ._store import Store, StoreConfig, check_store_url
 from ._validation import validate_job
 
 if TYPE_CHECKING:
@@ -175,8 +175,9 @@ def _check_executors(registry: Registry) -> list[ConfigError]:
 def _check_store(config: Config, registry: Registry) -> list[ConfigError]:
     url = config.scheduler.store
     try:
+        check_store_url(url)
         specs = registry.backends
-    except PluginError as exc:
+    except (PluginError, StoreError) as exc:
         return [ConfigError(str(exc), field="scheduler.store")]
     spec = specs.get(_store_scheme(url))
     if spec is None:
