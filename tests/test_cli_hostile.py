@@ -130,7 +130,9 @@ def test_jobs_list_piped_shows_names_as_text(hostile: Path) -> None:
 
 
 def test_jobs_list_on_a_terminal_shows_names_as_text(hostile: Path) -> None:
-    status, out = on_a_terminal("jobs", "list", "--store", f"sqlite:///{hostile}", cwd=hostile.parent)
+    status, out = on_a_terminal(
+        "jobs", "list", "--store", f"sqlite:///{hostile}", cwd=hostile.parent
+    )
     assert status == 0, out
     assert_plain(out, terminal=True)
     for shown in SHOWN.values():
@@ -160,7 +162,9 @@ def test_json_output_escapes_control_characters(hostile: Path) -> None:
     names = {job["id"]: job["name"] for job in json.loads(proc.stdout)}
     assert names == HOSTILE_NAMES  # escaped in the bytes, exact in the data
     export = hostile.parent / "export.json"
-    proc = omnicron("jobs", "export", "-o", str(export), "--store", f"sqlite:///{hostile}", cwd=hostile.parent)
+    proc = omnicron(
+        "jobs", "export", "-o", str(export), "--store", f"sqlite:///{hostile}", cwd=hostile.parent
+    )
     assert proc.returncode == 0, proc.stderr
     assert_plain(export.read_bytes(), terminal=False)
 
@@ -199,7 +203,9 @@ def error_lines(proc: subprocess.CompletedProcess[bytes]) -> list[str]:
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("command", ["validate", "run"])
-def test_markup_in_config_keys_and_values(tmp_path: Path, toml: str, field: str, command: str) -> None:
+def test_markup_in_config_keys_and_values(
+    tmp_path: Path, toml: str, field: str, command: str
+) -> None:
     (tmp_path / "c.toml").write_text(toml)
     args = ["--for", "0"] if command == "run" else []
     proc = omnicron(command, "-c", "c.toml", *args, cwd=tmp_path)
@@ -293,7 +299,9 @@ def test_unexpected_errors_become_an_error_line_with_a_hint(tmp_path: Path) -> N
         "sys.exit(main())\n"
     )
     base = [sys.executable, "-c", script, "jobs", "list", "--store", "crash://x"]
-    proc = subprocess.run(base, cwd=tmp_path, env=env(PYTHONPATH=str(tmp_path)), capture_output=True, timeout=60)
+    proc = subprocess.run(
+        base, cwd=tmp_path, env=env(PYTHONPATH=str(tmp_path)), capture_output=True, timeout=60
+    )
     assert proc.returncode == 1
     errors = error_lines(proc)
     assert errors and "ZeroDivisionError: boom" in errors[0], proc.stderr
@@ -322,7 +330,11 @@ def test_export_is_private_and_store_folders_too_under_umask_0(tmp_path: Path) -
         "main()\n"
     )
     add = ["jobs", "add", "--name", "a", "--every", "1h", "--session-id", "s", "--message", "m"]
-    for args in (add, ["jobs", "export", "-o", str(export)], ["jobs", "export", "-o", str(tmp_path / "new.json")]):
+    for args in (
+        add,
+        ["jobs", "export", "-o", str(export)],
+        ["jobs", "export", "-o", str(tmp_path / "new.json")],
+    ):
         proc = subprocess.run(
             [sys.executable, "-c", script, *args, "--store", f"sqlite:///{db}"],
             cwd=tmp_path, env=env(), capture_output=True, timeout=60,
