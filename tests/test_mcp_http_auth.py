@@ -129,11 +129,14 @@ def test_the_right_token_works_and_a_bad_host_is_still_refused(server: int) -> N
 async def test_a_whole_mcp_session_with_the_token(server: int) -> None:
     client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
     url = f"http://127.0.0.1:{server}/mcp"
-    async with client, streamable_http_client(url, http_client=client) as streams:
-        async with ClientSession(*streams) as session:
-            await session.initialize()
-            tools = (await session.list_tools()).tools
-            assert "cron_create" in [t.name for t in tools]
+    async with (
+        client,
+        streamable_http_client(url, http_client=client) as streams,
+        ClientSession(*streams) as session,
+    ):
+        await session.initialize()
+        tools = (await session.list_tools()).tools
+        assert "cron_create" in [t.name for t in tools]
 
 
 def test_token_from_the_environment(tmp_path: Path) -> None:
