@@ -61,6 +61,9 @@ SOURCE_HASH_KEY = "omnicron.config_hash"
 #: How deep lists and tables may nest in a config (far more than any real config needs; the
 #: decoders and hashes recurse, so a hostile depth must stop here).
 MAX_DEPTH = 32
+#: Upper bound of the settings in seconds (about 31 years): infinity and huge values would
+#: overflow the time arithmetic.
+MAX_SECONDS = 1e9
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["auto", "console", "json"]
@@ -82,10 +85,12 @@ class SchedulerSettings(_Section):
     #: Runs in flight at once.
     max_concurrency: Annotated[int, msgspec.Meta(ge=1)] = SchedulerConfig.max_concurrency
     #: Seconds a stop waits for runs in flight before cancelling them.
-    shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = SchedulerConfig.shutdown_grace
+    shutdown_grace: Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)] = (
+        SchedulerConfig.shutdown_grace
+    )
     #: Seconds after its fire time past which a run is skipped (recorded as missed);
     #: unset runs every late fire once.
-    misfire_grace: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    misfire_grace: Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)] | None = None
     #: Port of the Prometheus ``/metrics`` and ``/healthz`` endpoint; unset serves none,
     #: ``0`` picks a free port.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None

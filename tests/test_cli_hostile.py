@@ -346,3 +346,25 @@ def test_export_is_private_and_store_folders_too_under_umask_0(tmp_path: Path) -
     for out in (export, tmp_path / "new.json"):
         assert stat.S_IMODE(out.stat().st_mode) == 0o600, out
         assert len(json.loads(out.read_text())) == 1
+
+
+@pytest.mark.parametrize(
+    "setting", ["misfire_grace = 1e400", "shutdown_grace = inf", "misfire_grace = nan"]
+)
+def test_unbounded_seconds_are_refused(tmp_path: Path, setting: str) -> None:
+    # found by fuzzing: an infinite misfire_grace overflowed timedelta in every command
+    (tmp_path / "c.toml").write_text(f'[scheduler]\nstore = "memory://"\n{setting}\n')
+    for command in (["validate"], ["jobs", "list"], ["run", "--for", "0"]):
+        proc = omnicron(*command, "-c", "c.toml", cwd=tmp_path)
+        assert proc.returncode == 1, (command, proc.stderr)
+        errors = error_lines(proc)
+        assert errors and errors[0].startswith(f"error: scheduler.{setting.split()[0]}"), errors
+
+
+def test_undecodable_bytes_in_arguments_are_shown_escaped(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*CLI, "jobs", "show", b"\xff[/]".decode("utf-8", "surrogateescape"), "--store", "memory://"],
+        cwd=tmp_path, env=env(), capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr == b"error: job not found: \\udcff[/]\n"

@@ -90,9 +90,12 @@ class State:
 # shown escaped (``\x1b``), so ESC sequences (set title, clear screen, OSC 8 links) cannot reach
 # the terminal, on a tty or piped. omnicron's own styling is applied to its own words only.
 
-#: C0 and C1 control characters, DEL, and the Unicode controls that reorder or break lines
-#: (bidi overrides and isolates, line and paragraph separators).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: C0 and C1 control characters, DEL, the Unicode controls that reorder or break lines (bidi
+#: overrides and isolates, line and paragraph separators) and lone surrogates (undecodable
+#: bytes of a file name or argument; they cannot be encoded for output).
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 _C1_IN_JSON = re.compile(rb"\xc2([\x80-\x9f])")
 
 
