@@ -15,6 +15,8 @@ from typing import Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from ._text import plain
+
 __all__ = ["LEVELS", "configure_logging"]
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -62,6 +64,7 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if fmt == "json" else _passthrough,
+            _escape_controls if fmt == "console" else _passthrough,
             renderer,
         ],
     )
@@ -89,4 +92,14 @@ def configure_logging(
 
 
 def _passthrough(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    return event
+
+
+def _escape_controls(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Console format only: job names, errors and URLs in an event are shown with their
+    control characters escaped, so no ESC sequence from a job reaches the terminal (the JSON
+    renderer escapes them itself)."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = plain(value)
     return event

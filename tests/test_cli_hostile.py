@@ -368,3 +368,34 @@ def test_undecodable_bytes_in_arguments_are_shown_escaped(tmp_path: Path) -> Non
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr == b"error: job not found: \\udcff[/]\n"
+
+
+def test_console_log_events_escape_control_characters(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+
+    async def save() -> None:
+        store = Store(StoreConfig(url=f"sqlite:///{db}"))
+        job = decode_job(
+            json.dumps(
+                {
+                    "id": "\x1b]0;pwned\x07",
+                    "name": "n",
+                    "schedule": {"once": "2026-01-01T00:00:00Z"},
+                    "action": {"type": "no_such_type\x1b[2J"},
+                    "status": "enabled",
+                    "next_run_at": "2026-01-01T00:00:00Z",
+                    "created_at": "2026-01-01T00:00:00Z",
+                }
+            )
+        )
+        await store.save(job)
+        await store.close()
+
+    asyncio.run(save())
+    proc = omnicron(
+        "run", "--for", "2", "--store", f"sqlite:///{db}", "--log-format", "console",
+        "--log-level", "debug", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert b"\\x1b]0;pwned\\x07" in proc.stderr  # the run was logged, with its id escaped
+    assert_plain(proc.stdout + proc.stderr, terminal=False)

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._errors import ConfigError, JobValidationError
+from .._text import plain
 from ..config import DEFAULT_CONFIG_FILE, Config, ConfigErrors, apply_env, load_config, located
 from ..logging import LEVELS, configure_logging
 
@@ -90,23 +91,7 @@ class State:
 # shown escaped (``\x1b``), so ESC sequences (set title, clear screen, OSC 8 links) cannot reach
 # the terminal, on a tty or piped. omnicron's own styling is applied to its own words only.
 
-#: C0 and C1 control characters, DEL, the Unicode controls that reorder or break lines (bidi
-#: overrides and isolates, line and paragraph separators) and lone surrogates (undecodable
-#: bytes of a file name or argument; they cannot be encoded for output).
-_CONTROL = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
 _C1_IN_JSON = re.compile(rb"\xc2([\x80-\x9f])")
-
-
-def _escape_control(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def plain(text: object) -> str:
-    """``text`` safe to print: every control character escaped (``\\x1b``, ``\\n``)."""
-    return _CONTROL.sub(_escape_control, str(text))
 
 
 def plain_lines(text: object) -> list[str]:
