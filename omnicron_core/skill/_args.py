@@ -42,7 +42,12 @@ def decode_arguments(arguments: Mapping[str, Any] | str | bytes | None) -> dict[
     if arguments is None:
         return {}
     if isinstance(arguments, str | bytes | bytearray):
-        text = arguments.decode() if isinstance(arguments, bytes | bytearray) else arguments
+        try:
+            text = arguments.decode() if isinstance(arguments, bytes | bytearray) else arguments
+        except UnicodeDecodeError as exc:
+            raise ArgumentError(
+                f"arguments are not UTF-8 text (byte {exc.start}); send a JSON object"
+            ) from None
         if not text.strip():
             return {}
         try:
@@ -51,6 +56,10 @@ def decode_arguments(arguments: Mapping[str, Any] | str | bytes | None) -> dict[
             raise ArgumentError(
                 f"arguments are not valid JSON ({exc.msg} at line {exc.lineno} column "
                 f'{exc.colno}); send a JSON object such as {{"id": "..."}}'
+            ) from None
+        except RecursionError:
+            raise ArgumentError(
+                "arguments are nested too deeply; send a flat JSON object"
             ) from None
         arguments = value
     if not isinstance(arguments, Mapping):
