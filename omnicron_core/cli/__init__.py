@@ -11,6 +11,7 @@ import click
 
 from .._errors import ConfigError, JobValidationError, StoreError
 from .._schedule import local_zone, resolve_zone
+from .._text import plain
 from ..config import ConfigErrors
 from ..mcp_server import mcp_command
 from ..runtime import ReconcileReport, RunOptions, Runtime, plugin_infos, serve
@@ -27,7 +28,6 @@ from ._common import (
     load,
     log_options,
     parse_time,
-    plain,
     print_errors,
     print_table,
     relative,
