@@ -399,3 +399,35 @@ def test_console_log_events_escape_control_characters(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert b"\\x1b]0;pwned\\x07" in proc.stderr  # the run was logged, with its id escaped
     assert_plain(proc.stdout + proc.stderr, terminal=False)
+
+
+def test_a_job_at_the_end_of_time_lists_in_a_zone_east_of_utc(tmp_path: Path) -> None:
+    # 9999-12-31T23:59:59Z is year 10000 in Asia/Tokyo: listing must not crash on it
+    db = tmp_path / "jobs.db"
+
+    async def save() -> None:
+        store = Store(StoreConfig(url=f"sqlite:///{db}"))
+        job = decode_job(
+            json.dumps(
+                {
+                    "id": "far",
+                    "name": "far",
+                    "schedule": {"once": "9999-12-31T23:59:59Z"},
+                    "action": {"type": "send_message", "session_id": "s", "message": "m"},
+                    "status": "enabled",
+                    "next_run_at": "9999-12-31T23:59:59Z",
+                    "created_at": "2026-01-01T00:00:00Z",
+                }
+            )
+        )
+        await store.save(job)
+        await store.close()
+
+    asyncio.run(save())
+    (tmp_path / "c.toml").write_text(
+        f'[scheduler]\nstore = "sqlite:///{db}"\ntimezone = "Asia/Tokyo"\n'
+    )
+    for command in (["jobs", "list"], ["jobs", "show", "far"]):
+        proc = omnicron(*command, "-c", "c.toml", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert b"9999-12-31 23:59:59+00:00" in proc.stdout

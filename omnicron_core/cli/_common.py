@@ -319,7 +319,10 @@ def relative(at: datetime, now: datetime | None = None) -> str:
 def fmt_time(at: datetime | None, zone: tzinfo | None = None, *, rel: bool = True) -> str:
     if at is None:
         return "-"
-    local = at.astimezone(zone) if zone is not None else at
+    try:
+        local = at.astimezone(zone) if zone is not None else at
+    except (OverflowError, ValueError):  # 9999-12-31 in a zone east of UTC: show it in UTC
+        local = at.astimezone(UTC)
     text = local.isoformat(sep=" ", timespec="seconds")
     return f"{text} ({relative(at)})" if rel else text
 

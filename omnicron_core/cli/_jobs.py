@@ -175,7 +175,10 @@ def show(
         at: Any = job.next_run_at
         for _ in range(3):
             upcoming.append(fmt_time(at, rt.location))
-            at = next_fire_after(job.schedule, at, location=rt.location, anchor=job.created_at)
+            try:
+                at = next_fire_after(job.schedule, at, location=rt.location, anchor=job.created_at)
+            except (OverflowError, ValueError):  # past the last representable time
+                at = None
             if at is None:
                 break
     data = job_to_builtins(job)
