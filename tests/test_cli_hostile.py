@@ -431,3 +431,15 @@ def test_a_job_at_the_end_of_time_lists_in_a_zone_east_of_utc(tmp_path: Path) ->
         proc = omnicron(*command, "-c", "c.toml", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert b"9999-12-31 23:59:59+00:00" in proc.stdout
+
+
+def test_fuzzed_arguments_and_configs_never_reach_the_safety_net(tmp_path: Path) -> None:
+    # random argument lists and config files (tests/cli_fuzz.py); each must end in a result,
+    # a located error or a usage error, never in "error: unexpected ..." (a bug)
+    script = Path(__file__).with_name("cli_fuzz.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), "1", "400"], cwd=tmp_path, env=env(), capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    assert proc.stdout.decode().splitlines()[-1] == "done 0"
