@@ -321,7 +321,7 @@ def fmt_time(at: datetime | None, zone: tzinfo | None = None, *, rel: bool = Tru
         return "-"
     try:
         local = at.astimezone(zone) if zone is not None else at
-    except (OverflowError, ValueError):  # 9999-12-31 in a zone east of UTC: show it in UTC
+    except (OverflowError, ValueError):  # a stored time this zone cannot show (year 9999)
         local = at.astimezone(UTC)
     text = local.isoformat(sep=" ", timespec="seconds")
     return f"{text} ({relative(at)})" if rel else text

@@ -177,8 +177,11 @@ def show(
             upcoming.append(fmt_time(at, rt.location))
             try:
                 at = next_fire_after(job.schedule, at, location=rt.location, anchor=job.created_at)
-            except (OverflowError, ValueError):  # past the last representable time
-                at = None
+            except (JobValidationError, OverflowError, ValueError) as exc:
+                # a stored job this scheduler cannot read: show it anyway, and why
+                reason = exc.message if isinstance(exc, JobValidationError) else str(exc)
+                upcoming.append(f"(no further times: {reason})")
+                break
             if at is None:
                 break
     data = job_to_builtins(job)
