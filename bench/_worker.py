@@ -264,8 +264,12 @@ async def _fires_once(
         else:
             s.shutdown(wait=False)
         return {"started_late": now - due_ts + 0.5}
+    cpu0 = time.process_time()
     with Profiler(params):
         ok = await wait_until(lambda: box["n"] >= n, limit=params.get("timeout", 120))
+    # CPU time of the whole burst (idle until the due instant costs next to nothing): a
+    # per-fire cost that load from other processes on a shared machine barely moves
+    cpu_s = time.process_time() - cpu0
     if impl == "omnicron":
         await s.stop()
     else:
@@ -285,6 +289,7 @@ async def _fires_once(
         "drain_to_last_done_s": drain_done,
         "fires_per_s_start": n / drain_start if drain_start > 0 else float("nan"),
         "fires_per_s_done": n / drain_done if drain_done > 0 else float("nan"),
+        "cpu_us_per_fire": cpu_s / n * 1e6,
         "rss_peak_mb": rss_peak_mb(),
     }
 
