@@ -546,8 +546,26 @@ def mcp_command(
             extra_allowed_hosts=allowed_host,
         )
 
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(run)
+    except (OmnicronError, BaseExceptionGroup) as exc:
+        # the store opens inside the server's task group: a bad store (or a plugin's refusal)
+        # arrives wrapped; show omnicron's own errors as error lines, leave the rest to the
+        # command line's safety net
+        errors = _leaves(exc)
+        if not errors or not all(isinstance(e, OmnicronError) for e in errors):
+            raise
+        for error in errors[:-1]:
+            say(("error:", "bold red"), " ", str(error), err=True)
+        fail(str(errors[-1]))
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``[exc]``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 def main() -> None:

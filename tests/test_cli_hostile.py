@@ -443,3 +443,23 @@ def test_fuzzed_arguments_and_configs_never_reach_the_safety_net(tmp_path: Path)
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     assert proc.stdout.decode().splitlines()[-1] == "done 0"
+
+
+@pytest.mark.parametrize(
+    ("store", "words"),
+    [
+        ("sqlite:////proc/self/nonexistent/x.db", "/proc/self/nonexistent"),
+        ("sqlite:///x\x01y.db", "control character"),
+        ("nope://x", "no store backend"),
+    ],
+)
+def test_mcp_server_with_a_bad_store(tmp_path: Path, store: str, words: str) -> None:
+    # the store opens inside the server's task group: its error came out as an ExceptionGroup
+    proc = subprocess.run(
+        [*CLI, "mcp", "--store", store], cwd=tmp_path, env=env(), capture_output=True,
+        stdin=subprocess.DEVNULL, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    errors = error_lines(proc)
+    assert errors and words in errors[0], errors
+    assert "unexpected" not in errors[0]
