@@ -312,6 +312,14 @@ def test_unexpected_errors_become_an_error_line_with_a_hint(tmp_path: Path) -> N
     )  # fmt: skip
     assert proc.returncode == 1
     assert b"Traceback" in proc.stderr and b"ZeroDivisionError" in proc.stderr
+    debug = [sys.executable, "-c", script, "--debug", *base[3:]]
+    proc = subprocess.run(
+        debug, cwd=tmp_path, env=env(PYTHONPATH=str(tmp_path)), capture_output=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert (
+        b"Traceback" in proc.stderr and b"error: unexpected ZeroDivisionError: boom" in proc.stderr
+    )
 
 
 # -- item 11: private files and folders ---------------------------------------------------
