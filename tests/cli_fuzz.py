@@ -27,6 +27,7 @@ JOB_FLAGS = [
     "--name", "--description", "--cron", "--every", "--at", "--timezone", "--session-id",
     "--message", "--tool-name", "--tool-params", "--metadata", "--webhook-url",
     "--webhook-header", "--action-type", "--id", "--webhook-method", "--webhook-body",
+    "--param", "--params",
 ]  # fmt: skip
 #: command, how many positional arguments, the options it takes
 COMMANDS: list[tuple[list[str], int, list[str]]] = [

@@ -471,3 +471,16 @@ def test_mcp_server_with_a_bad_store(tmp_path: Path, store: str, words: str) -> 
     errors = error_lines(proc)
     assert errors and words in errors[0], errors
     assert "unexpected" not in errors[0]
+
+
+@pytest.mark.parametrize("flag", ["--param", "--tool-params", "--metadata", "--params"])
+def test_deeply_nested_json_in_flags(tmp_path: Path, flag: str) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    value = f"x={deep}" if flag == "--param" else deep
+    proc = omnicron(
+        "jobs", "add", "--name", "a", "--every", "1h", "--type", "call_tool",
+        "--tool-name", "t", flag, value, "--store", "memory://", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    errors = error_lines(proc)
+    assert errors and "nested too deeply" in errors[0] and flag in errors[0], errors
