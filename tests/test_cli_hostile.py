@@ -276,15 +276,12 @@ def test_unexpected_errors_become_an_error_line_with_a_hint(tmp_path: Path) -> N
     # A store URL scheme whose factory crashes in a way nobody anticipated.
     plugin = tmp_path / "crashing_store.py"
     plugin.write_text(
-        "from omnicron_core import hookimpl\n"
-        "class Spec:\n"
-        "    scheme = 'crash'\n"
-        "    @staticmethod\n"
-        "    def factory(url, options):\n"
-        "        raise ZeroDivisionError('boom')\n"
+        "from omnicron_core.plugin import StoreBackendSpec, hookimpl\n"
+        "def factory(url, options):\n"
+        "    raise ZeroDivisionError('boom')\n"
         "@hookimpl\n"
         "def omnicron_store_backends():\n"
-        "    return [Spec()]\n"
+        "    return [StoreBackendSpec(scheme='crash', factory=factory)]\n"
     )
     script = (
         "import sys, crashing_store\n"

@@ -13,13 +13,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from omnicron_core import ConfigError, Store
+from omnicron_core import ConfigError, Store, encode_job
 from omnicron_core._cron_parse import FIELD_NAMES, CronError
 from omnicron_core._duration import format_go_duration, parse_go_duration
 from omnicron_core._plugins import Registry, get_plugin_manager
@@ -393,14 +392,14 @@ def test_skill_any_arguments_give_a_result_or_a_clear_error(
         arguments.setdefault("id", mine if target == "mine" else theirs)
     if tool == "cron_trigger" and isinstance(arguments, dict):
         arguments["id"] = "no-such-job"  # a real trigger runs the action and records its result
-    before = sorted(msgspec.json.encode(j) for j in loop.run_until_complete(store.list()))
+    before = sorted(encode_job(j) for j in loop.run_until_complete(store.list()))
     with capture_logs() as logs:
         result = call(tool, arguments)
     # an error a tool did not anticipate is logged as skill.tool_failed: there must be none
     assert [e for e in logs if e.get("event") == "skill.tool_failed"] == [], result.text
     assert isinstance(result.text, str) and result.text
     json.loads(result.text)
-    after = sorted(msgspec.json.encode(j) for j in loop.run_until_complete(store.list()))
+    after = sorted(encode_job(j) for j in loop.run_until_complete(store.list()))
     if result.is_error:
         assert after == before, result.text  # nothing saved on error
         assert "error" in json.loads(result.text)
