@@ -138,6 +138,7 @@ class StoreBackend(abc.ABC):
         Default: none."""
         return {}
 
+
 @dataclass(frozen=True, slots=True)
 class StoreBackendSpec:
     """A store backend registration: URL scheme and ``factory(url, options) -> StoreBackend``.
