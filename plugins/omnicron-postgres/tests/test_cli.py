@@ -128,11 +128,12 @@ async def test_agent_tools_on_two_nodes_share_one_postgres_store(pg_url: str) ->
     from omnicron_core import Registry, Store, StoreConfig, get_plugin_manager
     from omnicron_core.skill import Skill, SkillConfig
 
+    stores: list[Store] = []
+
     def node() -> Skill:
         reg = Registry(get_plugin_manager(), settings={"send_message": {"transport": "host"}})
-        return Skill(
-            SkillConfig(), registry=reg, store=Store(StoreConfig(url=pg_url), registry=reg)
-        )
+        stores.append(Store(StoreConfig(url=pg_url), registry=reg))
+        return Skill(SkillConfig(), registry=reg, store=stores[-1])
 
     a, b = node(), node()
     await a.init()
@@ -163,3 +164,5 @@ async def test_agent_tools_on_two_nodes_share_one_postgres_store(pg_url: str) ->
     finally:
         await a.close()
         await b.close()
+        for store in stores:  # the skill stops its scheduler; the store is the caller's
+            await store.close()
