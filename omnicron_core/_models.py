@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ._duration import Duration, format_go_duration, parse_go_duration
+from ._runs import BufferedFire, PauseNote, Policy, RunCounts
 
 __all__ = [
     "Action",
@@ -112,6 +113,23 @@ class Job(_Base):
     run_count: int = 0
     last_error: str = ""
     metadata: dict[str, Any] | None = None
+    # -- omnicron's extensions (issue 10); omitted at their defaults --------------------
+    #: Schedule policies (overlap, catch-up, jitter, bounds, timeout, retries).
+    policy: Policy | None = None
+    #: Set while paused (``disable_job(note=...)``): who, when, why.
+    pause: PauseNote | None = None
+    #: Why the job stopped for good (``end_at`` passed, ``max_runs`` reached); it is then
+    #: disabled, not deleted.
+    finished: str = ""
+    #: The nominal fire time of ``next_run_at`` when jitter moved ``next_run_at`` later.
+    next_fire_at: AwareDatetime | None = None
+    #: Runs in flight under an overlap policy other than ``skip`` (those keep the job
+    #: ``enabled`` while they run, so later fires are still claimed).
+    active_runs: int = 0
+    #: Fires waiting for the run in flight (``buffer_one``/``buffer_all``, catch-up ``all``).
+    buffered: list[BufferedFire] | None = None
+    #: Totals of the run history (they survive its pruning).
+    counts: RunCounts | None = None
 
     def is_recurring(self) -> bool:
         """True for cron and interval jobs (they run more than once)."""
@@ -134,6 +152,8 @@ class Job(_Base):
                 tool_params=_copy_json(action.tool_params),
             ),
             metadata=_copy_json(self.metadata),
+            buffered=None if self.buffered is None else list(self.buffered),
+            counts=None if self.counts is None else msgspec.structs.replace(self.counts),
         )
 
     def to_json(self) -> bytes:
@@ -228,6 +248,13 @@ _ORDER = (
     "run_count",
     "last_error",
     "metadata",
+    "policy",
+    "pause",
+    "finished",
+    "next_fire_at",
+    "active_runs",
+    "buffered",
+    "counts",
 )
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 
