@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from .._backend import JobPatch, StoreBackend
 from .._errors import StoreError
 from .._models import Job, JobStatus, decode_job, fast_encode
+from .._runs import RunOutcome, RunRecord, RunWrites, decode_record, encode_record
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]
 
@@ -57,6 +58,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_status_due ON jobs (status, next_run_at);
     DROP INDEX jobs_due;
     DROP INDEX jobs_status;
+    """,
+    # 3: run history. seq (the rowid) is insertion order; run_id is the unique key (one
+    #    record per job, fire time and attempt for non-manual triggers); no foreign key:
+    #    history outlives its job and is pruned by retention.
+    """
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE,
+        job_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX runs_job ON runs (job_id, seq);
+    CREATE INDEX runs_running ON runs (seq) WHERE outcome = 'running';
     """,
 )
 
@@ -219,7 +235,13 @@ class SQLiteBackend(StoreBackend):
     _UPDATE = "UPDATE jobs SET status = ?, next_run_at = ?, data = ? WHERE id = ?"
 
     async def claim_due(
-        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+        self,
+        now: datetime,
+        limit: int,
+        mark: Callable[[Job], Job],
+        *,
+        owner: str = "",
+        runs: RunWrites | None = None,
     ) -> builtins.list[Job]:
         with self._tx() as db:
             rows = db.execute(
@@ -231,11 +253,18 @@ class SQLiteBackend(StoreBackend):
                 return []
             jobs = [mark(decode_job(r[0])) for r in rows]
             db.executemany(self._UPDATE, [_row(job) for job in jobs])
+            if runs is not None:
+                self._write_runs(db, runs)
         return jobs
 
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
+    async def update_many(
+        self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
+    ) -> builtins.list[Job]:
         out: builtins.list[Job] = []
         with self._tx() as db:
+            if runs is not None and not job_ids:
+                self._write_runs(db, runs)
+                return out
             for start in range(0, len(job_ids), _CHUNK):
                 chunk = list(job_ids[start : start + _CHUNK])
                 marks = ",".join("?" * len(chunk))
@@ -244,6 +273,8 @@ class SQLiteBackend(StoreBackend):
                 if changed:
                     db.executemany(self._UPDATE, [_row(job) for job in changed])
                     out.extend(changed)
+            if runs is not None:
+                self._write_runs(db, runs)
         return out
 
     async def unscheduled(self, limit: int) -> builtins.list[Job]:
@@ -256,3 +287,130 @@ class SQLiteBackend(StoreBackend):
     async def recover_running(self, *, owner: str = "") -> builtins.list[str]:
         rows = self.db.execute("SELECT id FROM jobs WHERE status = 'running'")
         return [r[0] for r in rows]
+
+    # -- run history ----------------------------------------------------------------------
+
+    keeps_history = True
+
+    _INSERT_RUN = (
+        "INSERT INTO runs (run_id, job_id, outcome, recorded_at, data) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (run_id) DO NOTHING"
+    )
+    _UPSERT_RUN = (
+        "INSERT INTO runs (run_id, job_id, outcome, recorded_at, data) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (run_id) DO UPDATE SET outcome = excluded.outcome, data = excluded.data"
+    )
+
+    @staticmethod
+    def _run_row(record: RunRecord) -> tuple[str, str, str, int | None, bytes]:
+        return (
+            record.run_id,
+            record.job_id,
+            str(record.outcome),
+            _ts(record.recorded_at),
+            encode_record(record),
+        )
+
+    def _write_runs(self, db: sqlite3.Connection, runs: RunWrites) -> None:
+        if runs.insert:
+            rows = [self._run_row(r) for r in runs.insert]
+            db.execute("SAVEPOINT runs_insert")
+            before = db.total_changes
+            db.executemany(self._INSERT_RUN, rows)
+            if db.total_changes - before != len(rows):
+                # some fires already had their record (rare; never on the plain fire path):
+                # redo one by one to learn which
+                db.execute("ROLLBACK TO runs_insert")
+                for row in rows:
+                    if db.execute(self._INSERT_RUN, row).rowcount == 0:
+                        runs.rejected.add(row[0])
+            db.execute("RELEASE runs_insert")
+        if runs.update:
+            db.executemany(self._UPSERT_RUN, [self._run_row(r) for r in runs.update])
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 20,
+        before: int | None = None,
+        outcome: RunOutcome | None = None,
+    ) -> builtins.list[RunRecord]:
+        sql = "SELECT seq, data FROM runs WHERE job_id = ?"
+        args: builtins.list[Any] = [job_id]
+        if before is not None:
+            sql += " AND seq < ?"
+            args.append(before)
+        if outcome is not None:
+            sql += " AND outcome = ?"
+            args.append(str(outcome))
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+        return [decode_record(data, seq) for seq, data in self.db.execute(sql, args)]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        row = self.db.execute("SELECT seq, data FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else decode_record(row[1], row[0])
+
+    async def count_runs(self, job_id: str | None = None) -> int:
+        if job_id is None:
+            row = self.db.execute("SELECT COUNT(*) FROM runs").fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT COUNT(*) FROM runs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        return int(row[0])
+
+    async def running_runs(self, limit: int, *, owner: str = "") -> builtins.list[RunRecord]:
+        rows = self.db.execute(
+            "SELECT seq, data FROM runs WHERE outcome = 'running' ORDER BY seq LIMIT ?", (limit,)
+        )
+        return [decode_record(data, seq) for seq, data in rows]
+
+    async def prune_runs(
+        self,
+        *,
+        job_ids: Sequence[str] = (),
+        keep_last: int | None = None,
+        older_than: datetime | None = None,
+        limit: int = 1000,
+    ) -> int:
+        deleted = 0
+        with self._tx() as db:
+            if keep_last is not None:
+                for job_id in job_ids:
+                    if deleted >= limit:
+                        break
+                    cut = db.execute(
+                        "SELECT seq FROM runs WHERE job_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                        (job_id, keep_last),
+                    ).fetchone()
+                    if cut is None:
+                        continue
+                    deleted += db.execute(
+                        "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE job_id = ? "
+                        "AND seq <= ? AND outcome != 'running' ORDER BY seq LIMIT ?)",
+                        (job_id, cut[0], limit - deleted),
+                    ).rowcount
+            if older_than is not None and deleted < limit:
+                # recorded_at is the write time, so it grows with seq: the old records are
+                # a prefix in seq order (running ones, kept, may sit among them). Walk it
+                # lazily and stop at the first young finished record.
+                cutoff = _ts(older_than)
+                assert cutoff is not None
+                doomed: builtins.list[int] = []
+                rows = db.execute("SELECT seq, recorded_at, outcome FROM runs ORDER BY seq")
+                for seq, recorded_at, outcome in rows:
+                    if outcome == "running":
+                        continue
+                    if recorded_at >= cutoff or len(doomed) >= limit - deleted:
+                        break
+                    doomed.append(seq)
+                rows.close()
+                for start in range(0, len(doomed), _CHUNK):
+                    chunk = doomed[start : start + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    deleted += db.execute(
+                        f"DELETE FROM runs WHERE seq IN ({marks})", chunk
+                    ).rowcount
+        return deleted
