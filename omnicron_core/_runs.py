@@ -47,7 +47,9 @@ class _Base(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fie
     pass
 
 
-class _Value(_Base, frozen=True):
+class _Value(
+    msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, frozen=True
+):
     """A value: shared between job copies, never mutated."""
 
 
@@ -69,7 +71,7 @@ class CatchUp(enum.StrEnum):
     ALL = "all"  # each of them, in order, up to Policy.buffer_limit
 
 
-class RetryPolicy(_Value):
+class RetryPolicy(_Value, frozen=True):
     """Retries of a failed run: attempt ``n+1`` starts ``backoff * 2**(n-1)`` (at most
     ``max_backoff``) after attempt ``n`` failed, plus a deterministic jitter of up to
     ``jitter`` of that delay."""
@@ -82,7 +84,7 @@ class RetryPolicy(_Value):
     jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.1
 
 
-class Policy(_Value):
+class Policy(_Value, frozen=True):
     """A job's schedule policies; every field is optional."""
 
     overlap: Overlap = Overlap.SKIP
@@ -108,7 +110,7 @@ class Policy(_Value):
     retry: RetryPolicy | None = None
 
 
-class PauseNote(_Value):
+class PauseNote(_Value, frozen=True):
     """Who paused a job, when, and why."""
 
     at: AwareDatetime
@@ -116,7 +118,7 @@ class PauseNote(_Value):
     note: str = ""
 
 
-class BufferedFire(_Value):
+class BufferedFire(_Value, frozen=True):
     """A fire waiting for the job's run in flight to finish (``buffer_*`` and catch-up all)."""
 
     at: AwareDatetime
