@@ -19,8 +19,8 @@ from omnicron_core import Action, ExecutionResult, Job, JobStatus, Schedule
 from omnicron_core._duration import Duration
 from omnicron_core._models import decode_job, encode_job, job_to_builtins
 from omnicron_core._runs import Policy, RetryPolicy, RunOutcome, RunRecord, fire_run_id
-from omnicron_core._scheduler import Scheduler, SchedulerConfig
 from omnicron_core._schedule import next_fire_times
+from omnicron_core._scheduler import Scheduler, SchedulerConfig
 from omnicron_core._store import Store, StoreConfig
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, whole minute
@@ -627,3 +627,85 @@ async def test_dst_transitions_fire_once_per_fire_time(
         for r in records
     )
     assert len({r.run_id for r in records}) == len(records) == len(gate.started)
+
+
+# -- crash -------------------------------------------------------------------------------------------
+
+
+def test_kill_9_mid_run_leaves_the_record_interrupted_and_the_next_fire_follows_policy(
+    tmp_path: Path,
+) -> None:
+    """A real process is SIGKILLed during a run: after a restart that run's record is
+    ``interrupted`` (written by recovery, not lost), and the job fires again under its policy:
+    the fires of the downtime older than its catch-up window are recorded missed, and one run
+    follows."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    db = tmp_path / "jobs.db"
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from omnicron_core import *
+        from omnicron_core._runs import Policy
+        from omnicron_core._duration import Duration
+        async def handler(job):
+            print("running", flush=True)
+            await asyncio.sleep(60)
+            return ExecutionResult.ok()
+        async def main():
+            s = Scheduler(SchedulerConfig(store=Store(StoreConfig(url="sqlite:///{db}")),
+                                          handler=handler, location="UTC"))
+            job = new_job("iv", "iv", Schedule(interval=Duration("100ms")),
+                          Action(type="send_message", session_id="s", message="m"))
+            job.policy = Policy(catch_up_window=Duration("300ms"))
+            await s.add_job(job)
+            await s.start()
+            await asyncio.sleep(60)
+        asyncio.run(main())
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    while proc.stdout.readline().strip() != "running":  # log lines come first
+        pass
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    async def check() -> None:
+        store = Store(StoreConfig(url=f"sqlite:///{db}"))
+        left = await store.history("iv")
+        assert [r.outcome for r in left] == [RunOutcome.RUNNING]  # what the crash left
+        await asyncio.sleep(1.0)  # downtime: longer than the 300ms window
+        started: list[datetime] = []
+        release = asyncio.Event()
+
+        async def handler(job: Job) -> ExecutionResult:
+            started.append(datetime.now(UTC))
+            await release.wait()
+            return ExecutionResult.ok()
+
+        s = Scheduler(SchedulerConfig(store=store, handler=handler, location="UTC"))
+        await s.start()
+        try:
+            async with asyncio.timeout(10):
+                while not started:
+                    await asyncio.sleep(0.01)
+            killed = await store.get_run(left[0].run_id)
+            assert killed is not None and killed.outcome == RunOutcome.INTERRUPTED
+            assert killed.error == "interrupted: the scheduler stopped during the run"
+            job_now = await s.get_job("iv")
+            assert job_now.counts is not None and job_now.counts.interrupted == 1
+            records = await s.history("iv", limit=100)
+            assert any(r.outcome == RunOutcome.MISSED for r in records)
+            assert sum(1 for r in records if r.outcome == RunOutcome.RUNNING) == 1
+            assert len(started) == 1  # no storm: one run after the restart
+            release.set()
+        finally:
+            await s.stop()
+            await store.close()
+
+    asyncio.run(check())
