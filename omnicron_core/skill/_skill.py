@@ -13,7 +13,7 @@ import msgspec
 import structlog
 
 from .._duration import Duration, format_go_duration, parse_go_duration
-from .._errors import JobNotFoundError, JobValidationError, OmnicronError
+from .._errors import JobNotFoundError, JobValidationError, OmnicronError, StoreError
 from .._models import Action, Job, JobStatus, Schedule, new_job
 from .._plugins import Registry
 from .._schedule import next_fire_after, resolve_zone, validate_schedule
@@ -21,7 +21,14 @@ from .._scheduler import ExecutionHandler, Scheduler, SchedulerConfig
 from .._store import Store, StoreConfig
 from ._args import ArgumentError, check_arguments, decode_arguments
 from ._config import SkillConfig
-from ._present import display_zone, job_view, rfc3339, schedule_extras, zone_name
+from ._present import (
+    display_zone,
+    history_view,
+    job_view,
+    rfc3339,
+    schedule_extras,
+    zone_name,
+)
 from ._tools import SkillTool, ToolResult, build_schemas, withheld_parameters
 
 __all__ = ["Skill", "ToolError"]
@@ -100,6 +107,7 @@ class Skill:
             "cron_trigger": self._trigger,
             "cron_update": self._update,
             "cron_next": self._next,
+            "cron_history": self._history,
         }
         self._tools = {
             name: SkillTool(
@@ -453,12 +461,26 @@ class Skill:
     async def _disable(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
         job = await self._find(args["id"], principal, "disable job")
         try:
-            saved = await self._sched.disable_job(job.id)
+            saved = await self._sched.disable_job(
+                job.id, note=str(args.get("note") or ""), by=principal or ""
+            )
         except JobNotFoundError:
             raise ToolError("disable job: job not found") from None
         out: dict[str, Any] = {"id": saved.id, "status": str(saved.status)}
+        if saved.pause is not None and saved.pause.note:
+            out["note"] = saved.pause.note
         out.update(self._view_extras(saved))
         return out
+
+    async def _history(self, args: dict[str, Any], principal: str | None) -> list[dict[str, Any]]:
+        job = await self._find(args["id"], principal, "job history")
+        try:
+            records = await self._sched.history(
+                job.id, limit=int(args.get("limit") or 10), outcome=args.get("outcome")
+            )
+        except StoreError as exc:
+            raise ToolError(f"job history: {exc}") from None
+        return [history_view(r, self._zone) for r in records]
 
     async def _trigger(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
         job = await self._find(args["id"], principal, "trigger job")
