@@ -26,6 +26,7 @@ import msgspec
 
 from ._errors import ConfigError, JobValidationError
 from ._models import Action, Job, JobStatus, Schedule, dec_hook, utcnow
+from ._runs import Policy
 from ._scheduler import SchedulerConfig
 from ._store import DEFAULT_STORE_URL
 
@@ -80,6 +81,14 @@ class SchedulerSettings(_Section):
     #: Seconds after its fire time past which a run is skipped (recorded as missed);
     #: unset runs every late fire once.
     misfire_grace: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    #: Run-history records kept per job (the newest); unset keeps them all.
+    history_keep: Annotated[int, msgspec.Meta(ge=1)] | None = SchedulerConfig.history_keep
+    #: Days a run-history record is kept; unset keeps them until ``history_keep`` drops them.
+    history_max_age_days: Annotated[float, msgspec.Meta(gt=0)] | None = (
+        SchedulerConfig.history_max_age.total_seconds() / 86400
+        if SchedulerConfig.history_max_age is not None
+        else None
+    )
     #: Port of the Prometheus ``/metrics`` and ``/healthz`` endpoint; unset serves none,
     #: ``0`` picks a free port.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
@@ -120,6 +129,8 @@ class DeclaredJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     metadata: dict[str, Any] | None = None
     enabled: bool | None = None
     status: Literal["enabled", "disabled"] | None = None
+    #: Schedule policies (overlap, catch-up, jitter, bounds, timeout, retries): docs/policies.md.
+    policy: Policy | None = None
 
 
 class ConfigErrors(ConfigError):
@@ -249,9 +260,10 @@ def apply_env(config: Config, env: Mapping[str, str] | None = None) -> Config:
 
 def definition_hash(declared: DeclaredJob) -> str:
     """A stable hash of a declared job's definition: what the reconcile compares across starts."""
-    body = msgspec.json.encode(
-        msgspec.to_builtins(declared, enc_hook=str, order="sorted"), order="sorted"
-    )
+    data = msgspec.to_builtins(declared, enc_hook=str, order="sorted")
+    if data.get("policy") is None:
+        data.pop("policy", None)  # entries without a policy hash as before policies existed
+    body = msgspec.json.encode(data, order="sorted")
     return hashlib.sha256(body).hexdigest()[:16]
 
 
@@ -326,6 +338,7 @@ def decode_declared_jobs(
             created_at=now,
             updated_at=now,
             metadata=metadata,
+            policy=declared.policy,
         )
         out.append((index, declared, job))
     return out, errors

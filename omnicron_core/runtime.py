@@ -266,6 +266,10 @@ class Runtime:
                 misfire_grace=None
                 if sched.misfire_grace is None
                 else timedelta(seconds=sched.misfire_grace),
+                history_keep=sched.history_keep,
+                history_max_age=None
+                if sched.history_max_age_days is None
+                else timedelta(days=sched.history_max_age_days),
             )
         )
 

@@ -202,3 +202,38 @@ def test_located_turns_msgspec_paths_into_dotted_fields() -> None:
     error = located(info.value, "jobs[2]")
     assert error.field == "jobs[2].items[1].n"
     assert str(error) == "jobs[2].items[1].n: Expected `int`, got `str`"
+
+
+def test_jobs_accept_policies_and_scheduler_history_settings() -> None:
+    plain_hash = (declared_jobs(decode(JOB))[0][1].metadata or {})[SOURCE_HASH_KEY]
+    text = (
+        "[scheduler]\nhistory_keep = 50\nhistory_max_age_days = 7\n"
+        + JOB
+        + "policy = { overlap = 'buffer_all', catch_up_window = '15m', catch_up = 'all', "
+        "jitter = '30s', end_at = 2027-01-01T00:00:00Z, max_runs = 10, timeout = '5m', "
+        "retry = { attempts = 3, backoff = '10s' } }\n"
+    )
+    config = decode(text)
+    assert (config.scheduler.history_keep, config.scheduler.history_max_age_days) == (50, 7)
+    ((_, job),) = declared_jobs(config)
+    assert job.policy is not None
+    assert (job.policy.overlap, job.policy.catch_up, job.policy.max_runs) == (
+        "buffer_all",
+        "all",
+        10,
+    )
+    assert str(job.policy.catch_up_window) == "15m0s" and job.policy.end_at is not None
+    assert job.policy.retry is not None and job.policy.retry.attempts == 3
+    # a policy changes the definition hash; an entry without one hashes as before
+    assert (job.metadata or {})[SOURCE_HASH_KEY] != plain_hash
+    import hashlib
+
+    ((declared, _),) = declared_jobs(decode(JOB))
+    before = msgspec.to_builtins(declared, enc_hook=str, order="sorted")
+    del before["policy"]  # what the hash was computed from before policies existed
+    body = msgspec.json.encode(before, order="sorted")
+    assert plain_hash == hashlib.sha256(body).hexdigest()[:16]
+    bad = decode(JOB + "policy = { overlap = 'sometimes' }\n")
+    with pytest.raises(ConfigErrors) as info:
+        declared_jobs(bad)
+    assert fields_of(info.value) == ["jobs[0].policy.overlap"]
