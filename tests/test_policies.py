@@ -49,6 +49,7 @@ class Gate:
         self.started: list[Job] = []
         self.events: list[asyncio.Event] = []
         self.fail_first = 0
+        self.fail_only = ""  # fail only this job's runs (when fail_first is set)
 
     async def __call__(self, job: Job) -> ExecutionResult:
         self.started.append(job)
@@ -56,7 +57,7 @@ class Gate:
         self.events.append(event)
         if self.block:
             await event.wait()
-        if self.fail_first > 0:
+        if self.fail_first > 0 and self.fail_only in ("", job.id):
             self.fail_first -= 1
             return ExecutionResult.failed("boom")
         return ExecutionResult.ok("done")
@@ -709,3 +710,49 @@ def test_kill_9_mid_run_leaves_the_record_interrupted_and_the_next_fire_follows_
             await store.close()
 
     asyncio.run(check())
+
+
+# -- metrics -----------------------------------------------------------------------------------------
+
+
+async def test_metrics_count_missed_skipped_retried_and_cancelled_fires(clock: Clock) -> None:
+    from omnicron_core import Registry, get_plugin_manager
+    from omnicron_core.metrics import MetricsPlugin
+
+    plugin = MetricsPlugin()
+    registry = Registry(get_plugin_manager(plugins=[plugin]))
+    gate = Gate()
+    gate.fail_first, gate.fail_only = 1, "c"
+    s = Scheduler(
+        SchedulerConfig(
+            store=Store(StoreConfig(url="memory://")),
+            handler=gate,
+            clock=clock,
+            location="UTC",
+            registry=registry,
+        )
+    )
+    retry = RetryPolicy(attempts=1, backoff=Duration("1ms"))
+    await s.add_job(
+        job(
+            "c", policy=Policy(overlap="cancel_other", catch_up_window=Duration("90s"), retry=retry)
+        )
+    )
+    await s.add_job(job("k"))
+    clock.set(m(3) + timedelta(seconds=1))  # c: 1:00 missed, 2:00 coalesced, 3:00 runs
+    await s.run_due()
+    await settle()
+    clock.set(m(4))
+    await s.run_due()  # c: 4:00 cancels 3:00; k: still running, so its 4:00 is claimed later
+    await settle()
+    gate.release_all()
+    await s.wait_idle()
+    get = plugin.registry.get_sample_value
+    assert get("omnicron_job_missed_fires_total", {"trigger": "catch_up"}) == 1.0
+    assert (
+        get("omnicron_job_skipped_fires_total", {"reason": "coalesced"}) == 3.0
+    )  # c 2:00, k 1:00 2:00
+    assert get("omnicron_job_skipped_fires_total", {"reason": "overlap"}) == 1.0  # k 4:00
+    assert get("omnicron_job_cancelled_runs_total") == 1.0
+    assert get("omnicron_job_retries_total") == 1.0  # c 4:00 failed once, retried
+    await s.stop()
