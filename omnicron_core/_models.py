@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ._duration import Duration, format_go_duration, parse_go_duration
-from ._runs import BufferedFire, PauseNote, Policy, RunCounts
+from ._runs import PauseNote, PendingFire, Policy, RunCounts
 
 __all__ = [
     "Action",
@@ -123,13 +123,20 @@ class Job(_Base):
     finished: str = ""
     #: The nominal fire time of ``next_run_at`` when jitter moved ``next_run_at`` later.
     next_fire_at: AwareDatetime | None = None
-    #: Runs in flight under an overlap policy other than ``skip`` (those keep the job
-    #: ``enabled`` while they run, so later fires are still claimed).
-    active_runs: int = 0
+    #: The fires whose runs hold the job now (one while ``status`` is ``running``; under an
+    #: overlap policy other than ``skip`` the job stays ``enabled`` and holds up to
+    #: ``policy.concurrency``). A crash leaves them here, so start-up recovery records them
+    #: ``interrupted``.
+    in_flight: list[PendingFire] | None = None
     #: Fires waiting for the run in flight (``buffer_one``/``buffer_all``, catch-up ``all``).
-    buffered: list[BufferedFire] | None = None
+    buffered: list[PendingFire] | None = None
     #: Totals of the run history (they survive its pruning).
     counts: RunCounts | None = None
+
+    @property
+    def active_runs(self) -> int:
+        """How many runs of this job are in flight (``len(in_flight)``)."""
+        return len(self.in_flight) if self.in_flight else 0
 
     def is_recurring(self) -> bool:
         """True for cron and interval jobs (they run more than once)."""
@@ -153,6 +160,7 @@ class Job(_Base):
             ),
             metadata=_copy_json(self.metadata),
             buffered=None if self.buffered is None else list(self.buffered),
+            in_flight=None if self.in_flight is None else list(self.in_flight),
             counts=None if self.counts is None else msgspec.structs.replace(self.counts),
         )
 
@@ -252,7 +260,7 @@ _ORDER = (
     "pause",
     "finished",
     "next_fire_at",
-    "active_runs",
+    "in_flight",
     "buffered",
     "counts",
 )

@@ -19,10 +19,10 @@ from ._duration import Duration
 
 __all__ = [
     "OUTPUT_EXCERPT_BYTES",
-    "BufferedFire",
     "CatchUp",
     "Overlap",
     "PauseNote",
+    "PendingFire",
     "Policy",
     "RetryPolicy",
     "RunCounts",
@@ -118,11 +118,13 @@ class PauseNote(_Value, frozen=True):
     note: str = ""
 
 
-class BufferedFire(_Value, frozen=True):
-    """A fire waiting for the job's run in flight to finish (``buffer_*`` and catch-up all)."""
+class PendingFire(_Value, frozen=True):
+    """A fire of a job that is in flight (``Job.in_flight``) or waiting for the run in flight
+    to finish (``Job.buffered``: ``buffer_*`` and catch-up all)."""
 
     at: AwareDatetime
     trigger: str = "schedule"
+    attempt: int = 1
 
 
 class RunCounts(_Base):

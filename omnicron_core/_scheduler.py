@@ -23,10 +23,10 @@ from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo
 from ._policy import FireTimes
 from ._runs import (
-    BufferedFire,
     CatchUp,
     Overlap,
     PauseNote,
+    PendingFire,
     RunCounts,
     RunOutcome,
     RunRecord,
@@ -116,23 +116,65 @@ class BackfillResult(msgspec.Struct, kw_only=True):
     failed: int = 0
 
 
-@dataclass(eq=False, slots=True)
 class _Run:
     """One run in flight (or waiting for its retry)."""
 
-    job: Job
-    trigger: RunTrigger
-    scheduled_at: datetime
-    run_id: str
-    attempt: int = 1
-    record: RunRecord | None = None
-    cancel_reason: str = ""
-    delay: float = 0.0  # seconds to wait before starting (retry backoff)
-    # the job slot this run holds: "status" (overlap skip), "active" (other overlap
-    # policies), "" (manual and backfill runs hold none)
-    holds: str = ""
-    done: asyncio.Future[ExecutionResult] | None = None
-    duplicate: bool = False  # its fire already had a record: not run, slot given back
+    __slots__ = (
+        "_run_id",
+        "attempt",
+        "cancel_reason",
+        "claimed_at",
+        "delay",
+        "done",
+        "due_at",
+        "duplicate",
+        "holds",
+        "job",
+        "record",
+        "scheduled_at",
+        "trigger",
+    )
+
+    def __init__(
+        self,
+        job: Job,
+        trigger: RunTrigger,
+        scheduled_at: datetime,
+        run_id: str = "",
+        attempt: int = 1,
+        record: RunRecord | None = None,
+        *,
+        delay: float = 0.0,
+        holds: str = "",
+        done: asyncio.Future[ExecutionResult] | None = None,
+        claimed_at: datetime | None = None,
+        due_at: datetime | None = None,
+    ) -> None:
+        self.job = job
+        self.trigger = trigger
+        self.scheduled_at = scheduled_at
+        self._run_id = run_id or (record.run_id if record is not None else "")
+        self.attempt = attempt
+        #: the record written when the run was claimed (policies other than skip, manual,
+        #: backfill); None: the record is written when the run finishes
+        self.record = record
+        self.cancel_reason = ""
+        #: seconds to wait before starting (a retry's backoff)
+        self.delay = delay
+        #: the job slot this run holds: "status" (overlap skip), "active" (other overlap
+        #: policies), "" (manual and backfill runs hold none)
+        self.holds = holds
+        self.done = done
+        self.claimed_at = claimed_at
+        self.due_at = due_at
+        #: its fire already had a record: not run, slot given back
+        self.duplicate = False
+
+    @property
+    def run_id(self) -> str:
+        if not self._run_id:
+            self._run_id = fire_run_id(self.job.id, self.scheduled_at, self.attempt)
+        return self._run_id
 
 
 def _counts(job: Job) -> RunCounts:
@@ -258,7 +300,7 @@ class Scheduler:
         job.updated_at = job.updated_at or now
         if job.status == JobStatus.RUNNING:
             job.status = JobStatus.ENABLED
-        job.active_runs = 0
+        job.in_flight = None
         job.buffered = None
         await self.validate_async(job)
         self._schedule(job, now)
@@ -314,7 +356,7 @@ class Scheduler:
                 "run_count",
                 "last_run_at",
                 "last_error",
-                "active_runs",
+                "in_flight",
                 "buffered",
                 "counts",
                 "pause",
@@ -529,8 +571,7 @@ class Scheduler:
 
         def patch(cur: Job) -> Job:
             self._apply_result(cur, result)
-            if final is not None:
-                self._count(cur, final.outcome)
+            self._count(cur, self._outcome(run, result))
             return cur
 
         saved = await self.store.update(job_id, patch, runs=writes)
@@ -639,22 +680,37 @@ class Scheduler:
         if self._recorded_hook.get_hookimpls():
             self._notify("omnicron_run_recorded", job_id=record.job_id, record=record)
 
-    def _final_record(self, run: _Run, result: ExecutionResult) -> RunRecord | None:
-        if run.record is None:
-            return None
+    @staticmethod
+    def _outcome(run: _Run, result: ExecutionResult) -> RunOutcome:
         if result.success:
-            outcome = RunOutcome.SUCCEEDED
-        elif run.cancel_reason:
-            outcome = RunOutcome.CANCELLED
-        else:
-            outcome = RunOutcome.FAILED
+            return RunOutcome.SUCCEEDED
+        return RunOutcome.CANCELLED if run.cancel_reason else RunOutcome.FAILED
+
+    def _final_record(self, run: _Run, result: ExecutionResult) -> RunRecord | None:
+        """The run's finished record (``None`` when the store keeps no history)."""
+        if not self.store.keeps_history or run.duplicate:
+            return None
+        outcome = self._outcome(run, result)
+        manual = run.trigger == RunTrigger.MANUAL
+        base = run.record
+        if base is None:
+            base = self._new_record(
+                run.job.id,
+                run.trigger,
+                RunOutcome.RUNNING,
+                run.scheduled_at,
+                run.claimed_at or result.started_at or self.now(),
+                run_id=run.run_id,
+                attempt=run.attempt,
+                due_at=run.due_at,
+            )
         return msgspec.structs.replace(
-            run.record,
+            base,
             outcome=outcome,
             started_at=result.started_at,
             finished_at=result.finished_at,
-            lateness=result.lateness if run.trigger != RunTrigger.MANUAL else None,
-            error=excerpt_error(result.error),
+            lateness=None if manual else result.lateness,
+            error=excerpt_error(result.error) if result.error else "",
             output=excerpt_output(result.output),
         )
 
@@ -790,7 +846,7 @@ class Scheduler:
                 job, trigger, RunOutcome.SKIPPED, at, "skipped: the buffer of waiting fires is full"
             )
             return
-        buffered.append(BufferedFire(at=at, trigger=str(trigger)))
+        buffered.append(PendingFire(at=at, trigger=str(trigger)))
         job.buffered = buffered
 
     def _start(
@@ -803,23 +859,32 @@ class Scheduler:
         writes: RunWrites | None,
         attempt: int = 1,
     ) -> None:
-        """Take the job's slot for a run of the fire ``at`` and queue its start."""
-        overlap = self._times.policy(job).overlap
-        if overlap == Overlap.SKIP:
+        """Take the job's slot for a run of the fire ``at`` and queue its start.
+
+        Under overlap ``skip`` (the default) the in-flight fact lives in the job row
+        (``status=running``, ``in_flight``) and the run's record is written once, when it
+        finishes; under the other policies the record is also written now (``running``), so
+        recovery finds such jobs, which stay ``enabled`` while they run."""
+        policy = job.policy
+        entry = PendingFire(at=at, trigger=trigger, attempt=attempt)
+        record = None
+        if policy is None or policy.overlap == Overlap.SKIP:
             job.status = JobStatus.RUNNING
+            job.in_flight = [entry]
             holds = "status"
         else:
-            job.active_runs += 1
+            job.in_flight = [*(job.in_flight or ()), entry]
             holds = "active"
-        counts = _counts(job)
+            if writes is not None:
+                record = self._new_record(job.id, trigger, RunOutcome.RUNNING, at, now)
+                writes.insert.append(record)
+        counts = job.counts
+        if counts is None:
+            counts = job.counts = RunCounts()
         counts.started += 1
-        run_id = fire_run_id(job.id, at, attempt)
-        record = None
-        if writes is not None:
-            record = self._new_record(job.id, trigger, RunOutcome.RUNNING, at, now, run_id=run_id)
-            writes.insert.append(record)
         # the run reads only the definition (id, action, policy): it may share the object
-        starts.append(_Run(job, trigger, at, run_id, attempt, record, holds=holds))
+        run = _Run(job, trigger, at, "", attempt, record, holds=holds, claimed_at=now)
+        starts.append(run)
 
     # -- finishing ----------------------------------------------------------------------------
 
@@ -836,8 +901,9 @@ class Scheduler:
         if run.holds == "status":
             if cur.status == JobStatus.RUNNING:
                 cur.status = JobStatus.ENABLED
+            cur.in_flight = None
         elif run.holds == "active":
-            cur.active_runs = max(0, cur.active_runs - 1)
+            self._drop_in_flight(cur, run)
         else:
             return
 
@@ -905,6 +971,18 @@ class Scheduler:
         ):
             cur.status = JobStatus.DISABLED
 
+    @staticmethod
+    def _drop_in_flight(cur: Job, run: _Run) -> None:
+        entries = list(cur.in_flight or ())
+        for index, entry in enumerate(entries):
+            if entry.at == run.scheduled_at and entry.attempt == run.attempt:
+                del entries[index]
+                break
+        else:
+            if entries:  # not found (the stored job was replaced meanwhile): free one slot
+                entries.pop()
+        cur.in_flight = entries or None
+
     def _retry_delay(self, job: Job, run: _Run) -> float | None:
         """Seconds until the next attempt of a failed run, or None when none is left."""
         policy = job.policy
@@ -936,10 +1014,7 @@ class Scheduler:
                     continue
                 if result.started_at is not None:
                     self._apply_result(cur, result)
-                if final is not None:
-                    self._count(cur, final.outcome)
-                elif not result.success:
-                    _counts(cur).failed += 1
+                self._count(cur, self._outcome(run, result))
                 delay = None
                 if (
                     not result.success
@@ -951,8 +1026,16 @@ class Scheduler:
                     attempt = run.attempt + 1
                     run_id = fire_run_id(cur.id, run.scheduled_at, attempt)
                     due = now + timedelta(seconds=delay)
+                    if run.holds:  # the next attempt holds the slot in its place
+                        self._drop_in_flight(cur, run)
+                        cur.in_flight = [
+                            *(cur.in_flight or ()),
+                            PendingFire(
+                                at=run.scheduled_at, trigger=RunTrigger.RETRY, attempt=attempt
+                            ),
+                        ]
                     record = None
-                    if writes is not None:
+                    if writes is not None and run.holds != "status":
                         record = self._new_record(
                             cur.id,
                             RunTrigger.RETRY,
@@ -976,6 +1059,7 @@ class Scheduler:
                             delay=delay,
                             holds=run.holds,
                             done=run.done,
+                            due_at=due,
                         )
                     )
                     run.done = None  # the last attempt answers a waiting backfill
@@ -998,7 +1082,8 @@ class Scheduler:
             for run, result in batch:
                 final = self._final_record(run, result)
                 if final is not None and writes is not None:
-                    writes.update.append(final)
+                    # one write per run: an insert, or the update of its claim-time record
+                    (writes.insert if run.record is None else writes.update).append(final)
                     finals.append(final)
                 finished.setdefault(run.job.id, []).append((run, result, final))
             starts: list[_Run] = []
@@ -1027,6 +1112,11 @@ class Scheduler:
                 continue
             if history:
                 self._history_jobs.update(finished)
+                if writes is not None and writes.rejected:
+                    # a fire that already had its record ran again (a concurrent backfill of
+                    # the same fire): the first record stands, this one is only logged
+                    _log.warning("run.duplicate_record", run_ids=sorted(writes.rejected))
+                    finals = [r for r in finals if r.run_id not in writes.rejected]
             by_id = {j.id: j for j in saved}
             log_runs = self._logs_info()
             for run, result in batch:
@@ -1375,81 +1465,123 @@ class Scheduler:
 
     async def _recover(self) -> None:
         now = self.now()
-        stuck_jobs: set[str] = set(await self.store.recover_running(owner=self.config.owner))
-        interrupted: dict[str, list[RunRecord]] = {}
+        handled: set[str] = set()
+        owner = self.config.owner
+        # 1. records left running (policies other than skip, manual and backfill runs)
         while True:
-            running = await self.store.running_runs(1000, owner=self.config.owner)
-            if not running:
-                break
-            found = RunWrites()
-            for rec in running:
-                final = msgspec.structs.replace(
-                    rec,
-                    outcome=RunOutcome.INTERRUPTED,
-                    finished_at=now,
-                    error=_INTERRUPTED
-                    if rec.started_at is not None
-                    else "interrupted: the scheduler stopped before the run started",
-                )
-                found.update.append(final)
-                interrupted.setdefault(rec.job_id, []).append(final)
-            ids = sorted({r.job_id for r in running})
-
-            def count(cur: Job) -> Job:
-                self._count(cur, RunOutcome.INTERRUPTED, len(interrupted.get(cur.id, ())))
-                return cur
-
-            await self.store.update_many(ids, count, runs=found)
-            for rec in found.update:
-                self._record_done(rec)
-            stuck_jobs.update(ids)
-        if stuck_jobs:
-            done: list[RunRecord] = []
-            writes = RunWrites() if self.store.keeps_history else None
-
-            def unstick(cur: Job) -> Job | None:
-                if cur.status != JobStatus.RUNNING and cur.active_runs == 0 and not cur.buffered:
-                    return None
-                for waiting in cur.buffered or ():
-                    self._count(cur, RunOutcome.MISSED)
-                    if writes is not None:
-                        rec = self._new_record(
-                            cur.id,
-                            RunTrigger(waiting.trigger),
-                            RunOutcome.MISSED,
-                            waiting.at,
-                            now,
-                            error="missed: the scheduler stopped before it ran",
-                        )
-                        writes.insert.append(rec)
-                        done.append(rec)
-                cur.buffered = None
-                cur.active_runs = 0
-                if cur.status == JobStatus.RUNNING:
-                    cur.status = (
-                        JobStatus.ENABLED
-                        if cur.is_recurring() and not cur.finished
-                        else JobStatus.DISABLED
-                    )
-                cur.last_error = _INTERRUPTED
-                if cur.status != JobStatus.ENABLED:
-                    self._times.set_next(cur, None)
-                elif cur.next_run_at is None:
-                    self._schedule(cur, now)
-                # else: keep the next fire it had; the claim applies its catch-up policy
-                return cur
-
-            await self.store.update_many(sorted(stuck_jobs), unstick, runs=writes)
-            for rec in done:
-                self._record_done(rec)
-            _log.warning("scheduler.recovered_running", count=len(stuck_jobs))
-        seen: set[str] = set()
-        while True:
-            page = [j for j in await self.store.unscheduled(1000) if j.id not in seen]
+            page = await self.store.running_runs(1000, owner=owner)
             if not page:
                 break
-            seen.update(j.id for j in page)
-            await self.store.update_many([j.id for j in page], self._schedule_or_park(now))
+            known = {r.run_id: self._interrupted(r, now) for r in page}
+            writes = RunWrites(update=list(known.values()))
+            done: list[RunRecord] = []
+            ids = sorted({r.job_id for r in page})
+            await self.store.update_many(ids, self._unstick(now, writes, done, known), runs=writes)
+            handled.update(ids)
+            for record in [*known.values(), *done]:
+                self._record_done(record)
+        # 2. jobs left running (overlap skip: the in-flight fire is in the job row)
+        stuck = [i for i in await self.store.recover_running(owner=owner) if i not in handled]
+        if stuck or handled:
+            if stuck:
+                writes = RunWrites()
+                done = []
+                await self.store.update_many(
+                    stuck,
+                    self._unstick(now, writes, done, {}),
+                    runs=writes if self.store.keeps_history else None,
+                )
+                for record in done:
+                    self._record_done(record)
+            _log.warning("scheduler.recovered_running", count=len(stuck) + len(handled))
+        seen: set[str] = set()
+        while True:
+            unscheduled = [j for j in await self.store.unscheduled(1000) if j.id not in seen]
+            if not unscheduled:
+                break
+            seen.update(j.id for j in unscheduled)
+            await self.store.update_many([j.id for j in unscheduled], self._schedule_or_park(now))
+
+    @staticmethod
+    def _interrupted(record: RunRecord, now: datetime) -> RunRecord:
+        return msgspec.structs.replace(
+            record,
+            outcome=RunOutcome.INTERRUPTED,
+            finished_at=now,
+            error=_INTERRUPTED
+            if record.started_at is not None
+            else "interrupted: the scheduler stopped before the run started",
+        )
+
+    def _unstick(
+        self,
+        now: datetime,
+        writes: RunWrites,
+        done: list[RunRecord],
+        known: dict[str, RunRecord],
+    ) -> Callable[[Job], Job | None]:
+        """Recovery's patch: record the job's in-flight fires ``interrupted`` (those not in
+        ``known``, the records already found running), its buffered fires ``missed``, and
+        free it; its next fire follows its catch-up policy."""
+        by_job: dict[str, int] = {}
+        for record in known.values():
+            by_job[record.job_id] = by_job.get(record.job_id, 0) + 1
+
+        def patch(cur: Job) -> Job | None:
+            interrupted = by_job.get(cur.id, 0)
+            stuck = cur.status == JobStatus.RUNNING or bool(cur.in_flight) or bool(cur.buffered)
+            if not stuck and not interrupted:
+                return None
+            for entry in cur.in_flight or ():
+                run_id = fire_run_id(cur.id, entry.at, entry.attempt)
+                if run_id in known:
+                    continue
+                interrupted += 1
+                rec = self._new_record(
+                    cur.id,
+                    RunTrigger(entry.trigger),
+                    RunOutcome.INTERRUPTED,
+                    entry.at,
+                    now,
+                    run_id=run_id,
+                    attempt=entry.attempt,
+                    error=_INTERRUPTED,
+                )
+                writes.update.append(rec)
+                done.append(rec)
+            if interrupted:
+                self._count(cur, RunOutcome.INTERRUPTED, interrupted)
+            for waiting in cur.buffered or ():
+                self._count(cur, RunOutcome.MISSED)
+                rec = self._new_record(
+                    cur.id,
+                    RunTrigger(waiting.trigger),
+                    RunOutcome.MISSED,
+                    waiting.at,
+                    now,
+                    error="missed: the scheduler stopped before it ran",
+                )
+                writes.insert.append(rec)
+                done.append(rec)
+            if not stuck:
+                return cur
+            cur.buffered = None
+            cur.in_flight = None
+            if cur.status == JobStatus.RUNNING:
+                cur.status = (
+                    JobStatus.ENABLED
+                    if cur.is_recurring() and not cur.finished
+                    else JobStatus.DISABLED
+                )
+            cur.last_error = _INTERRUPTED
+            if cur.status != JobStatus.ENABLED:
+                self._times.set_next(cur, None)
+            elif cur.next_run_at is None:
+                self._schedule(cur, now)
+            # else: keep the next fire it had; the claim applies its catch-up policy
+            return cur
+
+        return patch
 
     def _schedule_or_park(self, now: datetime) -> Callable[[Job], Job | None]:
         def patch(cur: Job) -> Job | None:

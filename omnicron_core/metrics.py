@@ -149,9 +149,7 @@ class MetricsPlugin:
         elif outcome == RunOutcome.SKIPPED:
             if record.error.startswith("coalesced"):
                 reason = "coalesced"
-            elif record.error.startswith(
-                ("skipped: the previous run", "skipped: the buffer")
-            ):
+            elif record.error.startswith(("skipped: the previous run", "skipped: the buffer")):
                 reason = "overlap"
             else:
                 reason = "other"

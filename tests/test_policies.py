@@ -371,6 +371,43 @@ async def test_restart_after_downtime_longer_than_the_window_is_no_storm(
     await second.store.close()
 
 
+async def test_recovery_marks_runs_of_every_policy_interrupted(make: Make, clock: Clock) -> None:
+    """What a dead scheduler left (runs in flight under skip and allow_all, a buffered fire)
+    is recorded by the next one: interrupted runs, a missed buffered fire, free jobs."""
+    gate = Gate()  # never released: the first scheduler "dies" with its runs in flight
+    first = make(gate)
+    await first.add_job(job("s"))
+    await first.add_job(job("a", policy=Policy(overlap="allow_all")))
+    await first.add_job(job("b", policy=Policy(overlap="buffer_one")))
+    for minute in (1, 2):
+        clock.set(m(minute))
+        await first.run_due()
+        await settle()
+    assert (await first.get_job("a")).active_runs == 2
+    assert [f.at for f in (await first.get_job("b")).buffered or ()] == [m(2)]
+    second = make(Gate(block=False), url=str(first.store.config.url))
+    if first.store.config.url == "memory://":
+        second.store = first.store  # the same memory store, as a restart would see a file
+    clock.set(m(2) + timedelta(seconds=30))
+    await second.recover()
+    interrupted = {
+        (r.job_id, r.scheduled_at)
+        for job_id in "sab"
+        for r in await second.history(job_id)
+        if r.outcome == RunOutcome.INTERRUPTED
+    }
+    assert interrupted == {("s", m(1)), ("a", m(1)), ("a", m(2)), ("b", m(1))}
+    missed = await second.history("b", outcome="missed")
+    assert [r.scheduled_at for r in missed] == [m(2)]
+    # s was running when its 12:02 fire came: that fire is still due, under its catch-up policy
+    for job_id, count, following in (("s", 1, m(2)), ("a", 2, m(3)), ("b", 1, m(3))):
+        stored = await second.get_job(job_id)
+        assert stored.status == JobStatus.ENABLED and stored.active_runs == 0
+        assert stored.buffered is None
+        assert stored.counts is not None and stored.counts.interrupted == count
+        assert stored.next_run_at == following
+
+
 # -- jitter ---------------------------------------------------------------------------------------
 
 
@@ -678,8 +715,10 @@ def test_kill_9_mid_run_leaves_the_record_interrupted_and_the_next_fire_follows_
 
     async def check() -> None:
         store = Store(StoreConfig(url=f"sqlite:///{db}"))
-        left = await store.history("iv")
-        assert [r.outcome for r in left] == [RunOutcome.RUNNING]  # what the crash left
+        crashed = await store.get("iv")  # what the crash left: the run in flight, in the job
+        assert crashed.status == JobStatus.RUNNING and crashed.in_flight is not None
+        (entry,) = crashed.in_flight
+        assert await store.history("iv") == []  # a skip-policy run's record comes at its end
         await asyncio.sleep(1.0)  # downtime: longer than the 300ms window
         started: list[datetime] = []
         release = asyncio.Event()
@@ -695,14 +734,16 @@ def test_kill_9_mid_run_leaves_the_record_interrupted_and_the_next_fire_follows_
             async with asyncio.timeout(10):
                 while not started:
                     await asyncio.sleep(0.01)
-            killed = await store.get_run(left[0].run_id)
+            killed = await store.get_run(fire_run_id("iv", entry.at))
             assert killed is not None and killed.outcome == RunOutcome.INTERRUPTED
             assert killed.error == "interrupted: the scheduler stopped during the run"
             job_now = await s.get_job("iv")
             assert job_now.counts is not None and job_now.counts.interrupted == 1
             records = await s.history("iv", limit=100)
             assert any(r.outcome == RunOutcome.MISSED for r in records)
-            assert sum(1 for r in records if r.outcome == RunOutcome.RUNNING) == 1
+            assert not any(r.outcome == RunOutcome.RUNNING for r in records)
+            running = await s.get_job("iv")  # the new run is in flight, in the job row
+            assert running.status == JobStatus.RUNNING and running.active_runs == 1
             assert len(started) == 1  # no storm: one run after the restart
             release.set()
         finally:
