@@ -588,22 +588,20 @@ class Scheduler:
             policy.timeout.ns / 1e9 if policy is not None and policy.timeout is not None else None
         )
         try:
-            async with asyncio.timeout(timeout):
-                handler = self._handler
-                if handler is not None:
-                    outcome = handler(job)
-                    result = await outcome if inspect.isawaitable(outcome) else outcome
-                    if not isinstance(result, ExecutionResult):
-                        raise TypeError(
-                            f"handler returned {type(result).__name__}, not ExecutionResult"
-                        )
-                else:
-                    executor = self.registry.executors.get(job.action.type)
-                    if executor is None:
-                        result = ExecutionResult.failed(f"unknown action type: {job.action.type}")
-                    else:
-                        # executors re-check their action inside execute (cheaply, no I/O)
-                        result = await executor.execute(job, run)
+            handler = self._handler
+            if timeout is None and handler is not None:
+                # the host handler without a timeout: no extra coroutine on the hot path
+                outcome = handler(job)
+                result = await outcome if inspect.isawaitable(outcome) else outcome
+                if not isinstance(result, ExecutionResult):
+                    raise TypeError(
+                        f"handler returned {type(result).__name__}, not ExecutionResult"
+                    )
+            elif timeout is None:
+                result = await self._invoke(job, run)
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await self._invoke(job, run)
         except TimeoutError:
             assert policy is not None and policy.timeout is not None
             result = ExecutionResult.failed(f"timed out after {policy.timeout}")
@@ -626,6 +624,20 @@ class Scheduler:
             result.scheduled_at = run.scheduled_at
             result.lateness = max(0, (started - run.scheduled_at) // _US) * _NS_PER_US
         return result
+
+    async def _invoke(self, job: Job, run: RunInfo) -> ExecutionResult:
+        handler = self._handler
+        if handler is not None:
+            outcome = handler(job)
+            result = await outcome if inspect.isawaitable(outcome) else outcome
+            if not isinstance(result, ExecutionResult):
+                raise TypeError(f"handler returned {type(result).__name__}, not ExecutionResult")
+            return result
+        executor = self.registry.executors.get(job.action.type)
+        if executor is None:
+            return ExecutionResult.failed(f"unknown action type: {job.action.type}")
+        # executors re-check their action inside execute (cheaply, no I/O)
+        return await executor.execute(job, run)
 
     @staticmethod
     def _apply_result(job: Job, result: ExecutionResult) -> None:
@@ -694,15 +706,21 @@ class Scheduler:
         manual = run.trigger == RunTrigger.MANUAL
         base = run.record
         if base is None:
-            base = self._new_record(
-                run.job.id,
-                run.trigger,
-                RunOutcome.RUNNING,
-                run.scheduled_at,
-                run.claimed_at or result.started_at or self.now(),
+            return RunRecord(
                 run_id=run.run_id,
-                attempt=run.attempt,
+                job_id=run.job.id,
+                trigger=run.trigger,
+                outcome=outcome,
+                scheduled_at=run.scheduled_at,
                 due_at=run.due_at,
+                started_at=result.started_at,
+                finished_at=result.finished_at,
+                lateness=None if manual else result.lateness,
+                attempt=run.attempt,
+                error=excerpt_error(result.error) if result.error else "",
+                output="" if result.output is None else excerpt_output(result.output),
+                owner=self.config.owner,
+                recorded_at=run.claimed_at or result.started_at or self.now(),
             )
         return msgspec.structs.replace(
             base,
@@ -744,6 +762,23 @@ class Scheduler:
                 writes.insert.append(rec)
 
         def mark(job: Job) -> Job:
+            if job.policy is None:
+                # the common case first: no policy, one fire due, within the grace
+                fire = job.next_fire_at or job.next_run_at or now
+                nxt = after(job, fire) if job.is_recurring() else None
+                if (nxt is None or nxt > now) and (grace is None or now - fire <= grace):
+                    job.status = JobStatus.RUNNING
+                    job.in_flight = [PendingFire(at=fire)]
+                    counts = job.counts
+                    if counts is None:
+                        counts = job.counts = RunCounts()
+                    counts.started += 1
+                    job.next_run_at = nxt
+                    job.next_fire_at = None
+                    starts.append(
+                        _Run(job, RunTrigger.SCHEDULE, fire, holds="status", claimed_at=now)
+                    )
+                    return job
             policy = times.policy(job)
             fire = times.nominal(job) or now
             fires, nxt, _capped = times.due(job, fire, now, after)
@@ -1000,14 +1035,50 @@ class Scheduler:
 
     def _finish_patch(
         self,
-        finished: dict[str, list[tuple[_Run, ExecutionResult, RunRecord | None]]],
+        finished: dict[str, list[tuple[_Run, ExecutionResult]]],
         now: datetime,
         starts: list[_Run],
         writes: RunWrites | None,
         done: list[RunRecord],
     ) -> Callable[[Job], Job]:
         def patch(cur: Job) -> Job:
-            for run, result, final in finished[cur.id]:
+            for run, result in finished[cur.id]:
+                if (
+                    cur.policy is None
+                    and run.holds == "status"
+                    and cur.status == JobStatus.RUNNING
+                    and not cur.buffered
+                    and not run.duplicate
+                ):
+                    # the common case: no policy, its one run done, nothing waiting
+                    cur.last_run_at = result.finished_at
+                    cur.run_count += 1
+                    counts = cur.counts
+                    if counts is None:
+                        counts = cur.counts = RunCounts()
+                    if result.success:
+                        cur.last_error = ""
+                        counts.succeeded += 1
+                    else:
+                        cur.last_error = result.error or "failed"
+                        if run.cancel_reason:
+                            counts.cancelled += 1
+                        else:
+                            counts.failed += 1
+                    cur.in_flight = None
+                    nxt = cur.next_run_at
+                    if nxt is None:
+                        if cur.is_recurring():
+                            cur.status = JobStatus.ENABLED
+                            self._times.set_next(cur, self._times.after(cur, now))
+                        else:
+                            cur.status = JobStatus.DISABLED
+                    elif nxt > now:
+                        cur.status = JobStatus.ENABLED
+                    else:  # ticks fell inside the run: the general path records them
+                        cur.status = JobStatus.RUNNING
+                        self._release(cur, run, now, starts, writes, done)
+                    continue
                 if run.duplicate:
                     _counts(cur).started -= 1
                     self._release(cur, run, now, starts, writes, done)
@@ -1076,7 +1147,7 @@ class Scheduler:
         history = self.store.keeps_history
         while self._pending:
             batch, self._pending = self._pending, []
-            finished: dict[str, list[tuple[_Run, ExecutionResult, RunRecord | None]]] = {}
+            finished: dict[str, list[tuple[_Run, ExecutionResult]]] = {}
             writes = RunWrites() if history else None
             finals: list[RunRecord] = []
             for run, result in batch:
@@ -1085,7 +1156,7 @@ class Scheduler:
                     # one write per run: an insert, or the update of its claim-time record
                     (writes.insert if run.record is None else writes.update).append(final)
                     finals.append(final)
-                finished.setdefault(run.job.id, []).append((run, result, final))
+                finished.setdefault(run.job.id, []).append((run, result))
             starts: list[_Run] = []
             done: list[RunRecord] = []
             now = self.now()
@@ -1125,9 +1196,11 @@ class Scheduler:
                 self._ran(by_id.get(run.job.id, run.job), result, log=log_runs)
                 if run.done is not None and not run.done.done():
                     run.done.set_result(result)
-            for record in finals + done:
-                self._record_done(record)
-            self._log_not_run(done)
+            if self._recorded_hook.get_hookimpls():
+                for record in finals + done:
+                    self._notify("omnicron_run_recorded", job_id=record.job_id, record=record)
+            if done:
+                self._log_not_run(done)
             self._spawn_all(starts, writes)
             self._poke_for(min((j.next_run_at for j in saved if j.next_run_at), default=None))
 
@@ -1149,7 +1222,8 @@ class Scheduler:
         task = asyncio.ensure_future(self._run_claimed(run))
         self._runs.add(task)
         task.add_done_callback(self._run_done)
-        if run.job.policy is not None and run.job.policy.overlap == Overlap.CANCEL_OTHER:
+        policy = run.job.policy
+        if policy is not None and policy.overlap == Overlap.CANCEL_OTHER:
             self._cancellable.setdefault(run.job.id, {})[run.run_id] = (run, task)
 
     def _run_done(self, task: asyncio.Task[None]) -> None:
