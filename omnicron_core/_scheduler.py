@@ -18,7 +18,13 @@ from typing import Any
 import msgspec
 import structlog
 
-from ._errors import JobNotFoundError, JobValidationError, SchedulerAlreadyRunningError
+from ._errors import (
+    JobNotFoundError,
+    JobValidationError,
+    SchedulerAlreadyRunningError,
+    describe_error,
+)
+from ._limits import JobLimits
 from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo
 from ._policy import FireTimes
@@ -78,6 +84,7 @@ class SchedulerConfig:
     - ``history_max_age``: records older than this are pruned; ``None``: no limit.
     - ``history_prune_interval``: seconds between background pruning passes.
     - ``clock``: the current time (aware); tests inject a controllable one.
+    - ``limits``: size bounds on every job added or updated (:class:`JobLimits`).
     """
 
     store: Store | None = None
@@ -90,6 +97,7 @@ class SchedulerConfig:
     misfire_grace: timedelta | None = None
     external_check: float = 1.0
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    limits: JobLimits = field(default_factory=JobLimits)
     history_keep: int | None = 100
     history_max_age: timedelta | None = timedelta(days=30)
     history_prune_interval: float = 60.0
@@ -237,13 +245,21 @@ class Scheduler:
         """Raise :class:`JobValidationError` unless ``job`` could be added as it is
         (executors' synchronous checks; :meth:`add_job` also awaits their I/O-bound ones)."""
         validate_job(
-            job, self.registry, self.location, handler_runs_actions=self._handler is not None
+            job,
+            self.registry,
+            self.location,
+            handler_runs_actions=self._handler is not None,
+            limits=self.config.limits,
         )
 
     async def validate_async(self, job: Job) -> None:
         """:meth:`validate` with the executors' add-time checks awaited (e.g. DNS for SSRF)."""
         await validate_job_async(
-            job, self.registry, self.location, handler_runs_actions=self._handler is not None
+            job,
+            self.registry,
+            self.location,
+            handler_runs_actions=self._handler is not None,
+            limits=self.config.limits,
         )
 
     # -- time ---------------------------------------------------------------------------
@@ -341,15 +357,22 @@ class Scheduler:
 
     async def update_job(self, job: Job) -> Job:
         """Replace a job's definition, keeping its run state. A job whose schedule and policy
-        are unchanged keeps its next fire time. :class:`JobNotFoundError` for an unknown id."""
+        are unchanged keeps its next fire time. :class:`JobNotFoundError` for an unknown id.
+
+        A job an agent made stays marked (``origin``) whatever the update says."""
         now = self.now()
         candidate = job.copy()
         candidate.updated_at = now
         if candidate.status == JobStatus.RUNNING:
             candidate.status = JobStatus.ENABLED
+        if not candidate.origin:
+            with contextlib.suppress(JobNotFoundError):
+                candidate.origin = (await self.store.get(candidate.id)).origin
         await self.validate_async(candidate)
 
-        def patch(cur: Job) -> Job:
+        def patch(cur: Job) -> Job | None:
+            if cur.origin and not candidate.origin:
+                return None  # marked between our read and this write: refuse, below
             new = candidate.copy()
             new.created_at = cur.created_at or now
             for name in (
@@ -383,8 +406,12 @@ class Scheduler:
 
         saved = await self.store.update(candidate.id, patch)
         if saved is None:
+            current = await self.store.get(candidate.id)  # JobNotFoundError for an unknown id
+            if current.origin and not candidate.origin:
+                return await self.update_job(job)  # re-validate with the agent mark
             raise JobNotFoundError(job.id)
         self._copy_state(saved, job)
+        job.origin = saved.origin
         self._poke_for(saved.next_run_at)
         self._changed(saved, "updated")
         return saved
@@ -613,9 +640,7 @@ class Scheduler:
         except JobValidationError as exc:
             result = ExecutionResult.failed(exc.message)
         except Exception as exc:
-            result = ExecutionResult.failed(
-                f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
-            )
+            result = ExecutionResult.failed(describe_error(exc))
         finished = self.now()
         result.started_at = started
         result.finished_at = finished
