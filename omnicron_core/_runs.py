@@ -228,7 +228,8 @@ def record_to_builtins(record: RunRecord) -> dict[str, Any]:
 def fire_run_id(job_id: str, scheduled_at: datetime, attempt: int = 1) -> str:
     """The run id of a non-manual run: ``<job id>@<fire time, UTC ISO>`` and ``#<attempt>``
     from the second attempt on. Equal fires give equal ids on every backend."""
-    base = f"{job_id}@{scheduled_at.astimezone(UTC).isoformat()}"
+    utc = scheduled_at if scheduled_at.tzinfo is UTC else scheduled_at.astimezone(UTC)
+    base = f"{job_id}@{utc.isoformat()}"
     return base if attempt <= 1 else f"{base}#{attempt}"
 
 

@@ -592,7 +592,7 @@ class Scheduler:
         run = _Run(job, RunTrigger.MANUAL, now, run_id, record=record)
         result = await self._execute(job, RunInfo(run_id=run_id, manual=True), run)
         writes = RunWrites() if history else None
-        final = self._final_record(run, result)
+        final = self._final_record(run, result) if history else None
         if writes is not None and final is not None:
             writes.update.append(final)
 
@@ -698,20 +698,22 @@ class Scheduler:
 
     @staticmethod
     def _log_not_run(records: list[RunRecord]) -> None:
-        """One warning per job and outcome for fires recorded skipped or missed."""
-        groups: dict[tuple[str, str], list[RunRecord]] = {}
-        for record in records:
-            if record.outcome in (RunOutcome.SKIPPED, RunOutcome.MISSED):
-                groups.setdefault((record.job_id, record.outcome), []).append(record)
-        for (job_id, outcome), group in groups.items():
-            _log.warning(
-                f"job.{outcome}",
-                job_id=job_id,
-                fires=len(group),
-                scheduled_at=group[0].scheduled_at.isoformat(),
-                last_scheduled_at=group[-1].scheduled_at.isoformat() if len(group) > 1 else None,
-                error=group[-1].error or None,
-            )
+        """One event for the fires just recorded skipped or missed (not one per fire: under
+        load a skip is routine); ``warning`` when any was missed, else ``info``."""
+        skipped = [r for r in records if r.outcome == RunOutcome.SKIPPED]
+        missed = [r for r in records if r.outcome == RunOutcome.MISSED]
+        if not skipped and not missed:
+            return
+        jobs = sorted({r.job_id for r in (*missed, *skipped)})
+        event = _log.warning if missed else _log.info
+        event(
+            "fires.not_run",
+            missed=len(missed),
+            skipped=len(skipped),
+            jobs=jobs[:10],
+            more_jobs=max(0, len(jobs) - 10),
+            reason=(missed or skipped)[-1].error or None,
+        )
 
     def _record_done(self, record: RunRecord) -> None:
         if self._recorded_hook.get_hookimpls():
@@ -724,8 +726,8 @@ class Scheduler:
         return RunOutcome.CANCELLED if run.cancel_reason else RunOutcome.FAILED
 
     def _final_record(self, run: _Run, result: ExecutionResult) -> RunRecord | None:
-        """The run's finished record (``None`` when the store keeps no history)."""
-        if not self.store.keeps_history or run.duplicate:
+        """The run's finished record (``None`` for a duplicate fire, which is not run)."""
+        if run.duplicate:
             return None
         outcome = self._outcome(run, result)
         manual = run.trigger == RunTrigger.MANUAL
@@ -1170,13 +1172,14 @@ class Scheduler:
         await asyncio.sleep(0)
         failures = 0
         history = self.store.keeps_history
+        final_record = self._final_record
         while self._pending:
             batch, self._pending = self._pending, []
             finished: dict[str, list[tuple[_Run, ExecutionResult]]] = {}
             writes = RunWrites() if history else None
             finals: list[RunRecord] = []
             for run, result in batch:
-                final = self._final_record(run, result)
+                final = final_record(run, result) if history else None
                 if final is not None and writes is not None:
                     # one write per run: an insert, or the update of its claim-time record
                     (writes.insert if run.record is None else writes.update).append(final)
@@ -1271,7 +1274,7 @@ class Scheduler:
             run.cancel_reason = reason
             self._pending.append((run, ExecutionResult.failed(reason)))
         finally:
-            jobs = self._cancellable.get(run.job.id)
+            jobs = self._cancellable.get(run.job.id) if self._cancellable else None
             if jobs is not None:
                 jobs.pop(run.run_id, None)
                 if not jobs:
@@ -1330,8 +1333,8 @@ class Scheduler:
             owner=self.config.owner,
             runs=writes,
         )
-        if history and claimed:
-            self._history_jobs.update(j.id for j in claimed)
+        if done:
+            self._history_jobs.update(r.job_id for r in done)
         for job_id in self._cancel_pending:
             self._cancel_others(job_id, {r.run_id for r in starts if r.job.id == job_id})
         for record in done:

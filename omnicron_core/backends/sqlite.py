@@ -302,12 +302,12 @@ class SQLiteBackend(StoreBackend):
     )
 
     @staticmethod
-    def _run_row(record: RunRecord) -> tuple[str, str, str, int | None, bytes]:
+    def _run_row(record: RunRecord) -> tuple[str, str, str, int, bytes]:
         return (
             record.run_id,
             record.job_id,
-            str(record.outcome),
-            _ts(record.recorded_at),
+            record.outcome,  # a str (StrEnum): stored as its text
+            (record.recorded_at - _EPOCH) // _US,
             encode_record(record),
         )
 
