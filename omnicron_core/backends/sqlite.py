@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import msgspec
+
 from .._backend import JobPatch, StoreBackend
 from .._errors import StoreError
 from .._models import Job, JobStatus, decode_job, fast_encode
-from .._runs import RunOutcome, RunRecord, RunWrites, decode_record, encode_record
+from .._runs import RunOutcome, RunRecord, RunTrigger, RunWrites
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]
 
@@ -78,6 +80,70 @@ MIGRATIONS: tuple[str, ...] = (
 
 _SYNC_MODES = {"off", "normal", "full", "extra"}
 _CHUNK = 500
+
+
+# A run record's row: run_id, job_id, outcome and recorded_at are columns; the rest is a
+# compact JSON array (about half the bytes of the keyed record: the history is written once
+# per fire, so its size is most of what it costs).
+_RunTail = tuple[
+    RunTrigger,
+    datetime,
+    datetime | None,
+    datetime | None,
+    datetime | None,
+    int | None,
+    int,
+    str,
+    str,
+    str,
+]
+_TAIL_ENCODER = msgspec.json.Encoder()
+_TAIL_DECODER = msgspec.json.Decoder(_RunTail)
+
+
+def _encode_tail(r: RunRecord) -> bytes:
+    return _TAIL_ENCODER.encode(
+        (
+            r.trigger,
+            r.scheduled_at,
+            r.due_at,
+            r.started_at,
+            r.finished_at,
+            r.lateness,
+            r.attempt,
+            r.error,
+            r.output,
+            r.owner,
+        )
+    )
+
+
+def _decode_run(
+    seq: int, run_id: str, job_id: str, outcome: str, recorded_at: int, data: bytes
+) -> RunRecord:
+    trigger, scheduled, due, started, finished, lateness, attempt, error, output, owner = (
+        _TAIL_DECODER.decode(data)
+    )
+    return RunRecord(
+        run_id=run_id,
+        job_id=job_id,
+        trigger=trigger,
+        outcome=RunOutcome(outcome),
+        scheduled_at=scheduled,
+        due_at=due,
+        started_at=started,
+        finished_at=finished,
+        lateness=lateness,
+        attempt=attempt,
+        error=error,
+        output=output,
+        owner=owner,
+        recorded_at=_EPOCH + timedelta(microseconds=recorded_at),
+        seq=seq,
+    )
+
+
+_RUN_COLUMNS = "seq, run_id, job_id, outcome, recorded_at, data"
 
 
 def _ts(dt: datetime | None) -> int | None:
@@ -308,7 +374,7 @@ class SQLiteBackend(StoreBackend):
             record.job_id,
             record.outcome,  # a str (StrEnum): stored as its text
             (record.recorded_at - _EPOCH) // _US,
-            encode_record(record),
+            _encode_tail(record),
         )
 
     def _write_runs(self, db: sqlite3.Connection, runs: RunWrites) -> None:
@@ -336,7 +402,7 @@ class SQLiteBackend(StoreBackend):
         before: int | None = None,
         outcome: RunOutcome | None = None,
     ) -> builtins.list[RunRecord]:
-        sql = "SELECT seq, data FROM runs WHERE job_id = ?"
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ?"
         args: builtins.list[Any] = [job_id]
         if before is not None:
             sql += " AND seq < ?"
@@ -346,11 +412,13 @@ class SQLiteBackend(StoreBackend):
             args.append(str(outcome))
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(limit)
-        return [decode_record(data, seq) for seq, data in self.db.execute(sql, args)]
+        return [_decode_run(*row) for row in self.db.execute(sql, args)]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        row = self.db.execute("SELECT seq, data FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return None if row is None else decode_record(row[1], row[0])
+        row = self.db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return None if row is None else _decode_run(*row)
 
     async def count_runs(self, job_id: str | None = None) -> int:
         if job_id is None:
@@ -363,9 +431,10 @@ class SQLiteBackend(StoreBackend):
 
     async def running_runs(self, limit: int, *, owner: str = "") -> builtins.list[RunRecord]:
         rows = self.db.execute(
-            "SELECT seq, data FROM runs WHERE outcome = 'running' ORDER BY seq LIMIT ?", (limit,)
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE outcome = 'running' ORDER BY seq LIMIT ?",
+            (limit,),
         )
-        return [decode_record(data, seq) for seq, data in rows]
+        return [_decode_run(*row) for row in rows]
 
     async def prune_runs(
         self,
