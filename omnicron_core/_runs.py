@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ __all__ = [
     "RunWrites",
     "deterministic_jitter",
     "fire_run_id",
+    "manual_run_id",
 ]
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -176,7 +178,8 @@ class RunRecord(_Base, kw_only=True):
     (job, fire time, attempt) by :func:`fire_run_id`, so the store's unique key on
     ``run_id`` is exactly "one record per (job, scheduled fire time, attempt)": a second
     insert of the same fire is rejected (this is what makes backfill idempotent and a
-    duplicate fire checkable). Manual runs get a random id.
+    duplicate fire checkable). Manual runs get ``<job id>@manual:<uuid>``
+    (:func:`manual_run_id`): every run id starts with ``<job id>@``.
     """
 
     run_id: str
@@ -231,6 +234,12 @@ def fire_run_id(job_id: str, scheduled_at: datetime, attempt: int = 1) -> str:
     utc = scheduled_at if scheduled_at.tzinfo is UTC else scheduled_at.astimezone(UTC)
     base = f"{job_id}@{utc.isoformat()}"
     return base if attempt <= 1 else f"{base}#{attempt}"
+
+
+def manual_run_id(job_id: str) -> str:
+    """The run id of a manual run: ``<job id>@manual:<random uuid>`` (every run id starts
+    with its job id and ``@``, so a backend may key records by (job id, run id))."""
+    return f"{job_id}@manual:{uuid.uuid4()}"
 
 
 def excerpt_output(output: Any) -> str:

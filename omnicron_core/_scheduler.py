@@ -9,7 +9,6 @@ import inspect
 import logging
 import os
 import socket
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -42,6 +41,7 @@ from ._runs import (
     excerpt_error,
     excerpt_output,
     fire_run_id,
+    manual_run_id,
 )
 from ._schedule import resolve_zone
 from ._store import Store, StoreConfig
@@ -580,7 +580,7 @@ class Scheduler:
         history record; leaves status and ``next_run_at``."""
         job = await self.store.get(job_id)
         now = self.now()
-        run_id = str(uuid.uuid4())
+        run_id = manual_run_id(job.id)
         history = self.store.keeps_history
         record = (
             self._new_record(job.id, RunTrigger.MANUAL, RunOutcome.RUNNING, now, now, run_id=run_id)

@@ -17,7 +17,6 @@ The rules are those of ``StoreBackend``'s history methods and :class:`RunWrites`
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +26,7 @@ import pytest
 
 from ._backend import StoreBackend
 from ._models import Job, JobStatus, decode_job
-from ._runs import RunOutcome, RunRecord, RunTrigger, RunWrites, fire_run_id
+from ._runs import RunOutcome, RunRecord, RunTrigger, RunWrites, fire_run_id, manual_run_id
 
 __all__ = ["RunHistoryContract", "make_run_record"]
 
@@ -46,7 +45,9 @@ def make_run_record(
 ) -> RunRecord:
     """A record for the fire of ``job_id`` at ``at`` (a manual one gets a random id)."""
     trigger = RunTrigger(trigger)
-    run_id = str(uuid.uuid4()) if trigger is RunTrigger.MANUAL else fire_run_id(job_id, at, attempt)
+    run_id = (
+        manual_run_id(job_id) if trigger is RunTrigger.MANUAL else fire_run_id(job_id, at, attempt)
+    )
     outcome = RunOutcome(outcome)
     return RunRecord(
         run_id=run_id,

@@ -62,18 +62,20 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX jobs_status;
     """,
     # 3: run history. seq (the rowid) is insertion order; run_id is the unique key (one
-    #    record per job, fire time and attempt for non-manual triggers); no foreign key:
-    #    history outlives its job and is pruned by retention.
+    #    record per job, fire time and attempt for non-manual triggers). One index serves
+    #    both the key and a job's reads: run ids start with their job id, so (job_id, run_id)
+    #    is unique exactly when run_id is, and a job's records (bounded by retention) are
+    #    found by its prefix and sorted by seq. No foreign key: history outlives its job.
     """
     CREATE TABLE runs (
         seq INTEGER PRIMARY KEY,
-        run_id TEXT NOT NULL UNIQUE,
+        run_id TEXT NOT NULL,
         job_id TEXT NOT NULL,
         outcome TEXT NOT NULL,
         recorded_at INTEGER NOT NULL,
         data BLOB NOT NULL
     );
-    CREATE INDEX runs_job ON runs (job_id, seq);
+    CREATE UNIQUE INDEX runs_key ON runs (job_id, run_id);
     CREATE INDEX runs_running ON runs (seq) WHERE outcome = 'running';
     """,
 )
@@ -360,11 +362,11 @@ class SQLiteBackend(StoreBackend):
 
     _INSERT_RUN = (
         "INSERT INTO runs (run_id, job_id, outcome, recorded_at, data) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (run_id) DO NOTHING"
+        "ON CONFLICT (job_id, run_id) DO NOTHING"
     )
     _UPSERT_RUN = (
         "INSERT INTO runs (run_id, job_id, outcome, recorded_at, data) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (run_id) DO UPDATE SET outcome = excluded.outcome, data = excluded.data"
+        "ON CONFLICT (job_id, run_id) DO UPDATE SET outcome = excluded.outcome, data = excluded.data"
     )
 
     @staticmethod
@@ -415,9 +417,16 @@ class SQLiteBackend(StoreBackend):
         return [_decode_run(*row) for row in self.db.execute(sql, args)]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        row = self.db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-        ).fetchone()
+        job_id = run_id.rpartition("@")[0]  # "<job id>@<fire time>" and "<job id>@manual:..."
+        if job_id:
+            row = self.db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? AND run_id = ?",
+                (job_id, run_id),
+            ).fetchone()
+        else:  # a run id of another form: a scan (not on any hot path)
+            row = self.db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
         return None if row is None else _decode_run(*row)
 
     async def count_runs(self, job_id: str | None = None) -> int:
