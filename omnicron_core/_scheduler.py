@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import msgspec
-import structlog
 
+from ._duration import as_timedelta
 from ._errors import (
     JobNotFoundError,
     JobValidationError,
@@ -24,6 +24,7 @@ from ._errors import (
     describe_error,
 )
 from ._limits import JobLimits
+from ._log import get_logger
 from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo
 from ._policy import FireTimes
@@ -47,12 +48,19 @@ from ._schedule import resolve_zone
 from ._store import Store, StoreConfig
 from ._validation import validate_job, validate_job_async
 
-__all__ = ["BackfillResult", "ExecutionHandler", "JobDescription", "Scheduler", "SchedulerConfig"]
+__all__ = [
+    "TUNING_FIELDS",
+    "BackfillResult",
+    "ExecutionHandler",
+    "JobDescription",
+    "Scheduler",
+    "SchedulerConfig",
+]
 
 #: A host's own runner for every job (the original's ``ExecutionHandler``); sync or async.
 ExecutionHandler = Callable[[Job], "ExecutionResult | Awaitable[ExecutionResult]"]
 
-_log = structlog.get_logger("omnicron")
+_log = get_logger("omnicron.scheduler")
 _MAX_SLEEP = 60.0  # re-check the clock at least this often (wall-clock jumps, suspend)
 _NS_PER_US = 1000
 _WRITE_RETRIES = 5
@@ -62,29 +70,49 @@ _INTERRUPTED = "interrupted: the scheduler stopped during the run"
 _BACKFILL_MAX = 10_000
 
 
+#: The settings that are plain values, shared with the config file's ``[scheduler]`` section
+#: under the same names (:class:`omnicron_core.config.SchedulerSettings` takes its defaults
+#: from here).
+TUNING_FIELDS = (
+    "max_concurrency",
+    "claim_batch",
+    "shutdown_grace",
+    "misfire_grace",
+    "external_check",
+    "limits",
+    "history_keep",
+    "history_max_age",
+    "history_prune_interval",
+)
+
+
 @dataclass
 class SchedulerConfig:
     """How a :class:`Scheduler` runs.
 
     - ``store``: where jobs live (default: an in-memory store).
     - ``handler``: run every job with this instead of the executor plugins.
-    - ``location``: zone for cron expressions without their own (default: the machine's).
+    - ``location``: zone for cron expressions without their own (a tzinfo or an IANA name;
+      default: the machine's). The config file calls it ``[scheduler] timezone``.
     - ``registry``: executors and backends (default: from the installed plugins).
     - ``max_concurrency``: runs in flight at once; due jobs beyond it wait their turn.
     - ``claim_batch``: most jobs taken from the store per claim.
-    - ``shutdown_grace``: seconds ``stop()`` waits for runs in flight before cancelling them.
+    - ``shutdown_grace``: how long ``stop()`` waits for runs in flight before cancelling them.
     - ``misfire_grace``: the default catch-up window of jobs without their own
       (``policy.catch_up_window``): a fire older than this when claimed is recorded missed,
       not run; ``None`` runs the latest late fire once (coalesced).
-    - ``external_check``: on a store other processes also write (an SQLite file), the most
-      seconds before the loop re-reads the earliest fire time (one indexed query), so a job
+    - ``external_check``: on a store other processes also write (an SQLite file), the longest
+      the loop goes before re-reading the earliest fire time (one indexed query), so a job
       added by another process (``omnicron jobs add``) is not missed. Changes made through
       this scheduler always wake it at once.
-    - ``history_keep``: run-history records kept per job (the newest); ``None``: no limit.
-    - ``history_max_age``: records older than this are pruned; ``None``: no limit.
-    - ``history_prune_interval``: seconds between background pruning passes.
+    - ``history_keep``: run-history records kept per job (the newest); ``None`` or 0: no limit.
+    - ``history_max_age``: records older than this are pruned; ``None`` or 0: no limit.
+    - ``history_prune_interval``: how often retention prunes, in the background.
     - ``clock``: the current time (aware); tests inject a controllable one.
     - ``limits``: size bounds on every job added or updated (:class:`JobLimits`).
+
+    The spans accept a ``timedelta``, seconds (``30.0``) or a Go duration string
+    (``"30s"``) and are held as ``timedelta``.
     """
 
     store: Store | None = None
@@ -93,15 +121,38 @@ class SchedulerConfig:
     registry: Registry | None = None
     max_concurrency: int = 1024
     claim_batch: int = 1000
-    shutdown_grace: float = 30.0
+    shutdown_grace: timedelta = timedelta(seconds=30)
     misfire_grace: timedelta | None = None
-    external_check: float = 1.0
+    external_check: timedelta = timedelta(seconds=1)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     limits: JobLimits = field(default_factory=JobLimits)
     history_keep: int | None = 100
     history_max_age: timedelta | None = timedelta(days=30)
-    history_prune_interval: float = 60.0
+    history_prune_interval: timedelta = timedelta(seconds=60)
     clock: Callable[[], datetime] = utcnow
+
+    def __post_init__(self) -> None:
+        for name in ("max_concurrency", "claim_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+        self.shutdown_grace = as_timedelta(self.shutdown_grace, field="shutdown_grace")
+        self.external_check = as_timedelta(self.external_check, field="external_check")
+        if self.misfire_grace is not None:
+            self.misfire_grace = as_timedelta(self.misfire_grace, field="misfire_grace")
+        # retention: 0 (a config file's way to say "no limit") is None
+        if self.history_max_age is not None:
+            self.history_max_age = as_timedelta(self.history_max_age, field="history_max_age")
+            if not self.history_max_age:
+                self.history_max_age = None
+        self.history_prune_interval = as_timedelta(
+            self.history_prune_interval, field="history_prune_interval"
+        )
+        if self.history_keep is not None:
+            keep = self.history_keep
+            if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+                raise ValueError(f"history_keep must be an integer >= 0, not {keep!r}")
+            self.history_keep = keep or None
 
 
 class JobDescription(msgspec.Struct, kw_only=True):
@@ -196,8 +247,6 @@ class Scheduler:
 
     def __init__(self, config: SchedulerConfig | None = None) -> None:
         cfg = config or SchedulerConfig()
-        if cfg.max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
         self.config = cfg
         self.location: tzinfo = resolve_zone(cfg.location, field="location")
         self.registry = cfg.registry or Registry(location=self.location)
@@ -241,19 +290,10 @@ class Scheduler:
         """The scheduler's clock (``SchedulerConfig.clock``)."""
         return self._clock()
 
-    def validate(self, job: Job) -> None:
-        """Raise :class:`JobValidationError` unless ``job`` could be added as it is
-        (executors' synchronous checks; :meth:`add_job` also awaits their I/O-bound ones)."""
-        validate_job(
-            job,
-            self.registry,
-            self.location,
-            handler_runs_actions=self._handler is not None,
-            limits=self.config.limits,
-        )
-
-    async def validate_async(self, job: Job) -> None:
-        """:meth:`validate` with the executors' add-time checks awaited (e.g. DNS for SSRF)."""
+    async def validate(self, job: Job) -> None:
+        """Raise :class:`JobValidationError` unless ``job`` could be added as it is: the
+        checks :meth:`add_job` makes, executors' add-time I/O (a DNS lookup) awaited, never
+        run on the event loop's thread."""
         await validate_job_async(
             job,
             self.registry,
@@ -304,7 +344,7 @@ class Scheduler:
             f"job.{change}",
             job_id=job.id,
             action_type=job.action.type,
-            next_run_at=job.next_run_at.isoformat() if job.next_run_at else None,
+            next_run_at=job.next_run_at,  # ISO text when emitted (omnicron_core._log)
         )
         self._notify("omnicron_job_changed", job=job, change=change)
 
@@ -318,7 +358,7 @@ class Scheduler:
             job.status = JobStatus.ENABLED
         job.in_flight = None
         job.buffered = None
-        await self.validate_async(job)
+        await self.validate(job)
         self._schedule(job, now)
         return job
 
@@ -368,7 +408,7 @@ class Scheduler:
         if not candidate.origin:
             with contextlib.suppress(JobNotFoundError):
                 candidate.origin = (await self.store.get(candidate.id)).origin
-        await self.validate_async(candidate)
+        await self.validate(candidate)
 
         def patch(cur: Job) -> Job | None:
             if cur.origin and not candidate.origin:
@@ -1357,7 +1397,7 @@ class Scheduler:
         wake = self._wake
         claim_batch = self.config.claim_batch
         max_sleep = (
-            min(_MAX_SLEEP, self.config.external_check)
+            min(_MAX_SLEEP, self.config.external_check.total_seconds())
             if self.store.backend.external_writers
             else _MAX_SLEEP
         )
@@ -1525,7 +1565,7 @@ class Scheduler:
 
     async def _prune_loop(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(self.config.history_prune_interval)
+            await asyncio.sleep(self.config.history_prune_interval.total_seconds())
             try:
                 pruned = await self.prune_history()
             except Exception as exc:
@@ -1720,7 +1760,9 @@ class Scheduler:
                 await self._prune_task
             self._prune_task = None
         if self._runs:
-            _, pending = await asyncio.wait(set(self._runs), timeout=self.config.shutdown_grace)
+            _, pending = await asyncio.wait(
+                set(self._runs), timeout=self.config.shutdown_grace.total_seconds()
+            )
             for task in pending:
                 task.cancel()
             if pending:

@@ -25,11 +25,10 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, cast
+from datetime import tzinfo
+from typing import TYPE_CHECKING, Any
 
 import pluggy
-import structlog
 
 from ._errors import (
     ConfigError,
@@ -40,8 +39,17 @@ from ._errors import (
     StoreError,
 )
 from ._limits import JobLimits
+from ._log import get_logger
 from ._models import Job
-from ._plugins import ENTRY_POINT_GROUP, Registry, get_plugin_manager
+from ._plugins import (
+    ENTRY_POINT_GROUP,
+    ActionExecutor,
+    PluginContext,
+    Registry,
+    call_each_plugin,
+    describe_executor,
+    get_plugin_manager,
+)
 from ._schedule import resolve_zone
 from ._scheduler import Scheduler, SchedulerConfig
 from ._store import Store, StoreConfig
@@ -73,7 +81,7 @@ __all__ = [
     "serve",
 ]
 
-_log = structlog.get_logger("omnicron.runtime")
+_log = get_logger("omnicron.runtime")
 
 
 def is_declared(job: Job) -> bool:
@@ -137,40 +145,45 @@ def _check_plugin_sections(config: Config, pm: pluggy.PluginManager) -> list[Con
     return errors
 
 
-def _probe_executors(registry: Registry) -> list[ConfigError]:
-    """Build each plugin's executors on its own, to report every plugin's bad settings."""
+def _check_executors(registry: Registry) -> list[ConfigError]:
+    """Every plugin's problem building its executors or backends (each plugin on its own)."""
+    try:
+        registry.executors  # noqa: B018 - building the executors validates plugin settings
+    except ConfigError:
+        pass  # also in registry.failures, with every other plugin's
+    except PluginError as exc:
+        return [ConfigError(str(exc), field="plugins")]
     errors: list[ConfigError] = []
-    pm = registry.plugin_manager
-    for impl in pm.hook.omnicron_action_executors.get_hookimpls():
-        kwargs = {"context": registry.context} if "context" in impl.argnames else {}
-        try:
-            list(cast(Iterable[Any], impl.function(**kwargs) or ()))
-        except ConfigError as exc:
+    for name, failure in registry.failures.items():
+        if isinstance(failure, ConfigError):
             errors.append(
-                exc if exc.field else ConfigError(exc.message, field=f"plugins.{impl.plugin_name}")
+                failure if failure.field else ConfigError(failure.message, field=f"plugins.{name}")
             )
-        except Exception as exc:
+        else:
             errors.append(
                 ConfigError(
-                    f"plugin failed to build its executors: {type(exc).__name__}: {exc}",
-                    field=f"plugins.{impl.plugin_name}",
+                    f"plugin failed to register: {type(failure).__name__}: {failure}",
+                    field=f"plugins.{name}",
                 )
             )
     return errors
 
 
-def _check_executors(registry: Registry) -> list[ConfigError]:
-    try:
-        registry.executors  # noqa: B018 - building the executors validates plugin settings
-    except ConfigError as exc:
-        return _probe_executors(registry) or [exc]
-    except PluginError as exc:
-        return [ConfigError(str(exc), field="plugins")]
-    except Exception as exc:
-        return _probe_executors(registry) or [
-            ConfigError(f"{type(exc).__name__}: {exc}", field="plugins")
-        ]
-    return []
+def _blocked_types(registry: Registry) -> set[str]:
+    """The action types of the plugins whose settings are bad, as far as their defaults tell
+    (each such plugin is asked once more, through pluggy, without its section)."""
+    context = registry.context
+    out: set[str] = set()
+    for name, failure in registry.failures.items():
+        if not isinstance(failure, ConfigError):
+            continue
+        defaults = {k: v for k, v in context.settings.items() if k != name}
+        retry = PluginContext(context.plugin_manager, defaults, context.location)
+        for res in call_each_plugin(
+            context.plugin_manager, "omnicron_action_executors", only=[name], context=retry
+        ):
+            out.update(e.action_type for e in res.items if isinstance(e, ActionExecutor))
+    return out
 
 
 def _check_store(config: Config, registry: Registry) -> list[ConfigError]:
@@ -224,14 +237,32 @@ def _error_order(error: ConfigError) -> tuple[int, int, str]:
 
 def _validate_declared(
     jobs: Iterable[tuple[int, Job]],
-    registry: Registry | None,
+    registry: Registry,
     location: tzinfo,
+    *,
+    plugins_ok: bool,
     limits: JobLimits | None = None,
 ) -> list[ConfigError]:
+    """Each declared job's problems. With a plugin whose settings are bad (already reported
+    at ``plugins.<name>.<key>``), the actions of the plugins that did build are still checked
+    by their executors; an action of any other type gets its schedule checked only: its
+    executor may be the one that failed to build, and "invalid action type" would hide the
+    setting that is really wrong; a type no plugin provides is still "invalid action type"."""
     errors: list[ConfigError] = []
+    built: dict[str, Any] = {}
+    blocked: set[str] = set()
+    partial = registry
+    if not plugins_ok:
+        built = registry.executors_built()
+        blocked = _blocked_types(registry)
+        partial = Registry(registry.plugin_manager, location=location)
+        partial._executors = built
     for index, job in jobs:
         try:
-            validate_job(job, registry, location, limits=limits)
+            if job.action.type in blocked - built.keys():
+                validate_job(job, None, location, check_action=False, limits=limits)
+            else:
+                validate_job(job, partial, location, limits=limits)
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     return errors
@@ -265,22 +296,16 @@ class Runtime:
                 store=self.store,
                 location=self.location,
                 registry=self.registry,
-                max_concurrency=sched.max_concurrency,
-                shutdown_grace=sched.shutdown_grace,
-                misfire_grace=None
-                if sched.misfire_grace is None
-                else timedelta(seconds=sched.misfire_grace),
-                history_keep=sched.history_keep,
-                history_max_age=None
-                if sched.history_max_age_days is None
-                else timedelta(days=sched.history_max_age_days),
-                limits=sched.limits,
+                **sched.tuning(),
             )
         )
 
     def check(self) -> list[ConfigError]:
         """Every problem of the config found without opening the store: plugin sections and
-        settings, the store URL, the metrics setup, and each declared job (schedule, action)."""
+        settings, the store URL, the metrics setup, and each declared job (schedule, action).
+
+        Synchronous, for callers without an event loop (``omnicron validate``): an executor's
+        check may resolve a host name. On a loop, ``await scheduler.validate(job)`` instead."""
         errors = _check_plugin_sections(self.config, self.plugin_manager)
         plugin_errors = _check_executors(self.registry)
         errors += plugin_errors
@@ -294,13 +319,12 @@ class Runtime:
             except ConfigError as exc:
                 errors.append(exc)
         decoded, job_errors = decode_declared_jobs(self.config)
-        # With broken plugin settings the executors cannot check actions; the original's
-        # minimal checks still catch missing fields and unknown types.
         errors += _validate_declared(
             [(index, job) for index, _, job in decoded],
-            None if plugin_errors else self.registry,
+            self.registry,
             self.location,
-            self.config.scheduler.limits,
+            plugins_ok=not plugin_errors,
+            limits=self.config.scheduler.limits,
         )
         errors += job_errors
         return sorted(errors, key=_error_order)
@@ -333,7 +357,7 @@ async def reconcile(scheduler: Scheduler, declared: list[Job]) -> ReconcileRepor
     errors: list[ConfigError] = []
     for index, job in enumerate(declared):
         try:
-            scheduler.validate(job)
+            await scheduler.validate(job)  # executors' I/O (DNS) awaited, off the loop
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     # only the declared jobs are read: a store of a million jobs added at run time costs
@@ -408,6 +432,8 @@ class PluginInfo:
     store_schemes: list[str] = field(default_factory=list)
     status: str = "loaded"  # loaded | failed | disabled
     error: str = ""
+    #: Per action type: ``{"type", "description", "parameters"}`` (a JSON Schema).
+    actions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_builtins(self) -> dict[str, Any]:
         return {
@@ -415,6 +441,7 @@ class PluginInfo:
             "distribution": self.distribution,
             "version": self.version,
             "action_types": self.action_types,
+            "actions": self.actions,
             "store_schemes": self.store_schemes,
             "status": self.status,
             "error": self.error,
@@ -450,27 +477,32 @@ def plugin_infos(
             dist, version = "", ""
         infos[name] = PluginInfo(name, dist, version)
     registry = Registry(pm, settings=settings or {})
-    for impl in pm.hook.omnicron_action_executors.get_hookimpls():
-        info = infos.get(impl.plugin_name)
-        if info is None:
+    executors: dict[str, ActionExecutor[Any]] = {}
+    try:
+        executors = registry.executors
+    except ConfigError:
+        executors = registry.executors_built()
+    except PluginError as exc:
+        for each in infos.values():
+            each.error = each.error or str(exc)
+    for kind, owner in sorted(registry.executor_plugins.items()):
+        provider = infos.get(owner)
+        executor = executors.get(kind)
+        if provider is None or executor is None:
             continue
-        kwargs = {"context": registry.context} if "context" in impl.argnames else {}
-        try:
-            info.action_types = sorted(
-                e.action_type for e in cast(Iterable[Any], impl.function(**kwargs) or ())
-            )
-        except Exception as exc:
-            info.error = f"{type(exc).__name__}: {exc}"
-    for impl in pm.hook.omnicron_store_backends.get_hookimpls():
-        info = infos.get(impl.plugin_name)
-        if info is None:
-            continue
-        try:
-            info.store_schemes = sorted(
-                s.scheme for s in cast(Iterable[Any], impl.function() or ())
-            )
-        except Exception as exc:
-            info.error = f"{type(exc).__name__}: {exc}"
+        provider.action_types.append(kind)
+        provider.actions.append(describe_executor(executor))
+    try:
+        registry.backends  # noqa: B018 - fills backend_plugins
+    except PluginError as exc:
+        for each in infos.values():
+            each.error = each.error or str(exc)
+    for scheme, owner in sorted(registry.backend_plugins.items()):
+        if owner in infos:
+            infos[owner].store_schemes.append(scheme)
+    for name, failure in registry.failures.items():
+        if name in infos:
+            infos[name].error = f"{type(failure).__name__}: {failure}"
     for failure in getattr(pm, "load_failures", ()):
         version = dists.get(failure.name, ("", ""))[1]
         infos[failure.name] = PluginInfo(

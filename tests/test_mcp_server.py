@@ -283,7 +283,7 @@ min_interval = "5m"
     assert load_server_settings(path, env={"OMNICRON_STORE": "sqlite:///x.db"}).store == (
         "sqlite:///x.db"
     )
-    with pytest.raises(ConfigError, match="unknown setting 'max_job'"):
+    with pytest.raises(ConfigError, match="unknown key 'max_job'"):
         load_server_settings(None, skill_settings=["max_job=1"], env={})
 
 
@@ -301,7 +301,7 @@ def test_command_reports_bad_settings_without_a_traceback() -> None:
 async def test_mcp_refuses_env_secrets_even_for_a_trusted_client(tmp_path: Path) -> None:
     """Issue 9: a model must not read the server's environment through a webhook header."""
     async with stdio_session(
-        tmp_path, "--trusted", "--skill-setting", "allow_webhook_headers=true"
+        tmp_path, "--trusted", "--skill-setting", 'allow_params=["webhook_headers"]'
     ) as session:
         made = payload(
             await session.call_tool(

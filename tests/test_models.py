@@ -14,6 +14,7 @@ from omnicron_core import (
     Job,
     JobNotFoundError,
     JobStatus,
+    JobValidationError,
     Schedule,
     decode_job,
     encode_job,
@@ -38,7 +39,7 @@ def test_go_job_loads_with_every_field() -> None:
     job = decode_job(GO_JOB)
     assert job.id == "j1" and job.name == "Health check" and job.description == "ping"
     assert job.schedule.interval == Duration(90 * 60 * 10**9)
-    assert job.action.webhook_headers == {"X-A": "b"}
+    assert job.action.params["webhook_headers"] == {"X-A": "b"}
     assert job.status is JobStatus.ENABLED
     assert job.created_at == datetime(2026, 4, 25, 14, 30, 0, 123457, tzinfo=UTC)
     assert job.updated_at is not None and job.updated_at.utcoffset() == timedelta(hours=2)
@@ -162,10 +163,10 @@ def test_copy_shares_nothing() -> None:
     job = decode_job(GO_JOB)
     clone = job.copy()
     assert clone == job
-    assert clone.metadata is not None and clone.action.webhook_headers is not None
+    assert clone.metadata is not None and clone.action.params["webhook_headers"] is not None
     clone.metadata["k"] = 2
-    clone.action.webhook_headers["X-A"] = "changed"
-    assert job.metadata == {"k": 1} and job.action.webhook_headers == {"X-A": "b"}
+    clone.action.params["webhook_headers"]["X-A"] = "changed"
+    assert job.metadata == {"k": 1} and job.action.params["webhook_headers"] == {"X-A": "b"}
 
 
 def test_execution_result_json_has_go_shape() -> None:
@@ -190,7 +191,6 @@ def test_public_names_are_the_intended_ones() -> None:
         "Job",
         "Schedule",
         "Action",
-        "ActionType",
         "JobStatus",
         "ExecutionResult",
         "Duration",
@@ -225,3 +225,21 @@ def test_public_names_are_the_intended_ones() -> None:
 
 def test_job_is_a_msgspec_struct_with_unknown_fields_forbidden() -> None:
     assert Job.__struct_config__.forbid_unknown_fields
+
+
+@pytest.mark.parametrize("value", ["2s", timedelta(seconds=2), 2_000_000_000, Duration("2s")])
+def test_schedule_interval_takes_what_a_duration_takes(value: object) -> None:
+    schedule = Schedule(interval=value)  # type: ignore[arg-type]
+    assert schedule.interval == Duration("2s")
+    assert schedule.kinds() == ["interval"]
+    assert encode_job(new_job("a", "a", schedule, Action(type="x"))).count(b'"interval":"2s"') == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "words"), [("soon", "invalid duration 'soon'"), (2.5, "cannot be a float")]
+)
+def test_a_bad_interval_is_located(value: object, words: str) -> None:
+    with pytest.raises(JobValidationError) as info:
+        Schedule(interval=value)  # type: ignore[arg-type]
+    assert info.value.field == "schedule.interval"
+    assert words in info.value.message

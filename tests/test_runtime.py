@@ -8,22 +8,29 @@ import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from omnicron_core import (
     Action,
+    ActionExecutor,
     Duration,
     ExecutionResult,
     Job,
     JobStatus,
+    PluginContext,
+    RunInfo,
     Schedule,
     get_plugin_manager,
+    hookimpl,
     new_job,
 )
 from omnicron_core.config import SOURCE_KEY, ConfigErrors, decode_config
 from omnicron_core.metrics import MetricsServer
 from omnicron_core.runtime import Runtime, is_declared
+from omnicron_core.settings import load_plugin_settings
 
 
 def config_text(db: Path, jobs: str, extra: str = "") -> str:
@@ -68,7 +75,7 @@ async def test_reconcile_adds_updates_removes_and_keeps_run_state(tmp_path: Path
     extra = new_job(
         "manual", "manual", Schedule(cron="0 9 * * *"), Action(type="call_tool", tool_name="echo")
     )
-    extra.action.tool_params = {"text": "x"}
+    extra.action.params["tool_params"] = {"text": "x"}
     await rt.scheduler.add_job(extra)
     await rt.close()
 
@@ -79,7 +86,7 @@ async def test_reconcile_adds_updates_removes_and_keeps_run_state(tmp_path: Path
     # b changed, a removed from the file, c new; the runtime job survives
     _, jobs = await reconcile(config_text(db, job_entry("b", "changed") + job_entry("c")))
     assert set(jobs) == {"b", "c", "manual"}
-    assert jobs["b"].action.message == "changed"
+    assert jobs["b"].action.params["message"] == "changed"
     assert jobs["b"].run_count == 7 and jobs["b"].last_error == "boom"
     assert jobs["c"].run_count == 0
     assert not is_declared(jobs["manual"])
@@ -106,7 +113,7 @@ async def test_reconcile_is_all_or_nothing(tmp_path: Path) -> None:
     after = {j.id: j for j in await rt.store.list()}
     await rt.close()
     assert set(after) == {"a"}
-    assert after["a"].action.message == "hi"
+    assert after["a"].action.params["message"] == "hi"
     assert after["a"].updated_at == before["a"].updated_at
 
 
@@ -161,7 +168,7 @@ def test_check_names_a_missing_plugin(tmp_path: Path) -> None:
     rt = Runtime(decode_config(tomllib.loads(text)), plugin_manager=pm)
     errors = {e.field: e.message for e in rt.check()}
     assert "disabled" in errors["plugins.webhook"]
-    assert "omnicron-webhook" in errors["jobs[0].action.type"]
+    assert "webhook (omnicron-webhook): disabled" in errors["jobs[0].action.type"]
 
 
 def test_check_store_url(tmp_path: Path) -> None:
@@ -185,7 +192,8 @@ def fetch(url: str) -> tuple[int, str]:
 
 
 async def test_metrics_server_counts_runs_and_jobs(tmp_path: Path) -> None:
-    rt = runtime_for(config_text(tmp_path / "m.db", job_entry("a") + job_entry("b")))
+    transport = f"[plugins.send_message]\ntransport = 'jsonl'\npath = '{tmp_path / 'm.jsonl'}'\n"
+    rt = runtime_for(config_text(tmp_path / "m.db", job_entry("a") + job_entry("b"), transport))
     await rt.reconcile()
     server = MetricsServer(rt.plugin_manager, rt.store)
     server.start(0)
@@ -240,3 +248,89 @@ def test_metrics_plugin_records_failures_and_lateness() -> None:
         )
         == 1.0
     )
+
+
+class _LoopSafeProbe:
+    """An executor plugin whose synchronous check refuses to run on the event loop's thread
+    (as a DNS lookup there would block every other job)."""
+
+    def __init__(self) -> None:
+        self.checked: list[str] = []
+
+    @hookimpl
+    def omnicron_action_executors(self) -> list[ActionExecutor[Any]]:
+        probe = self
+
+        class Probe(ActionExecutor[_NoParams]):
+            action_type = "probe"
+            params_type = _NoParams
+
+            def validate(self, params: _NoParams) -> None:
+                try:
+                    asyncio.get_running_loop()
+                except RuntimeError:
+                    return
+                raise AssertionError("a blocking check ran on the event loop")
+
+            async def validate_async(self, params: _NoParams) -> None:
+                probe.checked.append(self.action_type)
+                await asyncio.sleep(0)
+
+            async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+                return ExecutionResult.ok("probed")
+
+        return [Probe()]
+
+
+async def test_reconcile_validates_asynchronously(tmp_path: Path) -> None:
+    probe = _LoopSafeProbe()
+    entry = "[[jobs]]\nid = 'p'\nname = 'p'\nschedule = { interval = '1h' }\n"
+    entry += "action = { type = 'probe' }\n"
+    rt = Runtime(
+        decode_config(tomllib.loads(config_text(tmp_path / "p.db", entry))), plugins=[probe]
+    )
+    report = await rt.reconcile()
+    await rt.close()
+    assert report.added == ["p"]
+    assert probe.checked == ["probe", "probe"]  # the reconcile's check, then add_jobs'
+
+
+class _NoParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class _EchoSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    prefix: str = ""
+
+
+class _EchoPlugin:
+    """A third-party executor with its own settings section, [plugins.echo]."""
+
+    @hookimpl
+    def omnicron_action_executors(self, context: PluginContext) -> list[ActionExecutor[Any]]:
+        settings = load_plugin_settings(context.settings_for("echo"), _EchoSettings, "echo")
+
+        class Echo(ActionExecutor[_NoParams]):
+            action_type = "echo"
+            params_type = _NoParams
+
+            async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+                return ExecutionResult.ok(settings.prefix)
+
+        return [Echo()]
+
+
+def test_a_typo_in_plugin_settings_is_reported_as_the_setting_not_as_the_action_type(
+    tmp_path: Path,
+) -> None:
+    jobs = "[[jobs]]\nid = 'e'\nname = 'e'\nschedule = { interval = '1h' }\n"
+    jobs += "action = { type = 'echo' }\n"
+    jobs += job_entry("m", message="")  # send_message built fine: its executor still checks
+    text = config_text(tmp_path / "t.db", jobs, "[plugins.echo]\nprefx = '>'\n")
+    pm = get_plugin_manager()
+    pm.register(_EchoPlugin(), name="echo")
+    errors = Runtime(decode_config(tomllib.loads(text)), plugin_manager=pm).check()
+    assert [(e.field, e.message) for e in errors] == [
+        ("plugins.echo.prefx", "unknown key 'prefx' (check its spelling); allowed keys: prefix"),
+        ("jobs[1].action.message", "invalid action: message is required for send_message action"),
+    ]

@@ -4,6 +4,7 @@ schedules, manage the jobs of a store, and list plugins. See ``docs/cli.md``."""
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -200,6 +201,8 @@ def next_(
 
     EXPR may be quoted or not: omnicron next 0 9 '*' '*' MON-FRI.
     """
+    from .._models import Schedule
+    from .._schedule import iter_fire_times
     from ..cron import parse_cron
     from ..describe import describe_cron
 
@@ -212,14 +215,8 @@ def next_(
     try:
         compiled = parse_cron(text, zone)
         description = describe_cron(text)
-        times: list[datetime] = []
-        cursor = start
-        while len(times) < count:
-            nxt = compiled.next_after(cursor, anchor=start)
-            if nxt is None:
-                break
-            times.append(nxt)
-            cursor = nxt
+        fires = iter_fire_times(Schedule(cron=text), start, location=zone)
+        times = list(itertools.islice(fires, count))
     except JobValidationError as exc:
         fail(f"{text}: {exc.message}")
     zone_label = str(getattr(compiled, "timezone", zone))
@@ -250,7 +247,10 @@ def next_(
 @click.pass_context
 def plugins(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
     """List installed plugins, their versions, action types and store schemes, and any plugin
-    that failed to load (with its error)."""
+    that failed to load (with its error); then each action type's description and parameters.
+
+    With --json, each plugin's "actions" lists its action types with their description and
+    the JSON Schema of their parameters."""
     from .._plugins import get_plugin_manager
 
     config = load(config_path)
@@ -271,6 +271,19 @@ def plugins(ctx: click.Context, config_path: Path | None, as_json: bool) -> None
         for i in infos
     ]
     print_table(["PLUGIN", "DISTRIBUTION", "VERSION", "ACTION TYPES", "STORES", "STATUS"], rows)
+    actions = [
+        [
+            a["type"],
+            i.name,
+            a["description"] or "-",
+            ", ".join(a["parameters"].get("properties", {})),
+        ]
+        for i in infos
+        for a in i.actions
+    ]
+    if actions:
+        stdout().print()
+        print_table(["ACTION TYPE", "PLUGIN", "DESCRIPTION", "PARAMETERS"], sorted(actions))
 
 
 from ._jobs import jobs  # noqa: E402 - registers the group on main

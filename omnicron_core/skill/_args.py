@@ -11,13 +11,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .._errors import ArgumentError
 from .._limits import quote
 
 __all__ = ["ArgumentError", "check_arguments", "decode_arguments", "json_type_name"]
-
-
-class ArgumentError(ValueError):
-    """The arguments of a tool call are not acceptable; ``str()`` is the message for the model."""
 
 
 def json_type_name(value: Any) -> str:
@@ -152,7 +149,13 @@ def _check_value(name: str, spec: Mapping[str, Any], value: Any, *, required: bo
     if expected == "integer":
         lo, hi = spec.get("minimum"), spec.get("maximum")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ArgumentError(f"parameter '{name}' must be between {lo} and {hi}, got {value}")
+            if hi is None:
+                bound = f"at least {lo}"
+            elif lo is None:
+                bound = f"at most {hi}"
+            else:
+                bound = f"between {lo} and {hi}"
+            raise ArgumentError(f"parameter '{name}' must be {bound}, got {value}")
     if expected == "object" and isinstance(value, Mapping):
         extra = spec.get("additionalProperties")
         if isinstance(extra, Mapping) and isinstance(extra.get("type"), str):

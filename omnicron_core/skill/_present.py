@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from .._cron_parse import split_zone_prefix
 from .._errors import JobValidationError
 from .._models import Job, JobStatus, Schedule, job_to_builtins
 from .._runs import RunRecord
-from .._schedule import next_fire_after, schedule_zone
+from .._schedule import iter_fire_times, schedule_zone
 
 __all__ = [
+    "answer_zone",
     "describe_schedule",
     "display_zone",
     "fire_preview",
@@ -76,6 +79,15 @@ def display_zone(schedule: Schedule, location: tzinfo | None) -> tzinfo:
     return zone
 
 
+def answer_zone(schedule: Schedule, location: tzinfo | None) -> tzinfo:
+    """The zone of a job's times in an answer: :func:`display_zone`, or, for a stored
+    schedule this scheduler cannot read, the scheduler's zone (never raises)."""
+    try:
+        return display_zone(schedule, location)
+    except Exception:  # an unreadable stored job still lists
+        return location or UTC
+
+
 def describe_schedule(schedule: Schedule, location: tzinfo | None) -> str:
     """A plain-English description of the schedule, naming its time zone."""
     zone = display_zone(schedule, location)
@@ -83,11 +95,9 @@ def describe_schedule(schedule: Schedule, location: tzinfo | None) -> str:
         from ..describe import describe_cron
 
         text = describe_cron(schedule.cron)
-        first = schedule.cron.strip().split(" ", 1)[0].upper()
-        if first.startswith(("CRON_TZ=", "TZ=")) or schedule.cron.strip().lower().startswith(
-            "@every"
-        ):
-            return text
+        prefix, body = split_zone_prefix(schedule.cron)
+        if prefix is not None or body.lower().startswith("@every"):
+            return text  # the description names the zone, or no zone matters
         return f"{text} ({zone_name(zone)})"
     if schedule.interval is not None and schedule.interval.ns > 0:
         return describe_interval(schedule.interval.ns)
@@ -106,18 +116,8 @@ def upcoming(
     count: int,
 ) -> list[datetime]:
     """Up to ``count`` fire times: ``first`` (the stored next run, if any), then the ones after."""
-    out: list[datetime] = []
-    cursor = after
-    if first is not None:
-        out.append(first)
-        cursor = first
-    while len(out) < count:
-        nxt = next_fire_after(schedule, cursor, location=location, anchor=anchor or after)
-        if nxt is None:
-            break
-        out.append(nxt)
-        cursor = nxt
-    return out
+    times = iter_fire_times(schedule, after, location=location, anchor=anchor, first=first)
+    return list(itertools.islice(times, count))
 
 
 def fire_preview(job: Job, location: tzinfo | None, count: int) -> list[str]:
@@ -137,9 +137,15 @@ def fire_preview(job: Job, location: tzinfo | None, count: int) -> list[str]:
 
 
 def job_view(job: Job, location: tzinfo | None, count: int) -> dict[str, Any]:
-    """The whole job as the original's JSON, plus ``schedule_description``, ``timezone`` and
-    ``next_fire_times``."""
+    """The whole job as the original's JSON (its times in the job's display zone), plus
+    ``schedule_description``, ``timezone`` and ``next_fire_times``."""
     out = job_to_builtins(job)
+    zone = answer_zone(job.schedule, location)
+    # One zone per answer: the job's times in the zone its next_fire_times are shown in.
+    for key in ("created_at", "updated_at", "last_run_at", "next_run_at"):
+        when = getattr(job, key)
+        if when is not None:
+            out[key] = rfc3339(when, zone)
     out.update(schedule_extras(job, location, count))
     return out
 
