@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -260,6 +261,12 @@ def test_api_and_agent_tools_from_the_pip_install(venv: Path, tmp_path: Path) ->
     assert (tmp_path / "notes" / "agent.txt").read_text() == "hi\n"
 
 
+def _payload(result: Any) -> Any:
+    (content,) = result.content
+    assert content.type == "text"
+    return json.loads(content.text)
+
+
 @pytest.mark.timeout(900)
 async def test_omnicron_mcp_over_stdio_offers_the_third_party_type(
     venv: Path, tmp_path: Path
@@ -291,12 +298,12 @@ async def test_omnicron_mcp_over_stdio_offers_the_third_party_type(
             base = {"name": "n", "schedule_interval": "1h", "action_type": "append_file"}
             bad = await s.call_tool("cron_create", {**base, "path": "../up.txt", "text": "x"})
             assert bad.is_error
-            assert json.loads(bad.content[0].text) == {
+            assert _payload(bad) == {
                 "error": "add job: invalid action: path must stay inside the root directory"
             }
             good = await s.call_tool("cron_create", {**base, "path": "m.txt", "text": "mcp"})
             assert not good.is_error, good.content
-            job_id = json.loads(good.content[0].text)["id"]
+            job_id = _payload(good)["id"]
             fired = await s.call_tool("cron_trigger", {"id": job_id})
-            assert json.loads(fired.content[0].text)["success"] is True
+            assert _payload(fired)["success"] is True
     assert (tmp_path / "notes" / "m.txt").read_text() == "mcp\n"
