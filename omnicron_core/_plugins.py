@@ -324,7 +324,11 @@ def get_plugin_manager(
 
 
 def _load_entrypoints(pm: OmnicronPluginManager, *, strict: bool) -> None:
+    """Load and register every entry point, then check each one's hooks: a hook another
+    plugin adds (``omnicron_add_hookspecs``) is known once all are registered, whatever order
+    the distributions come in. A plugin that fails either step is left out on its own."""
     seen: set[str] = set()
+    loaded: list[tuple[str, str]] = []
     for dist in importlib.metadata.distributions():
         dist_name = dist.metadata["name"] or "?"
         for ep in dist.entry_points:
@@ -339,22 +343,42 @@ def _load_entrypoints(pm: OmnicronPluginManager, *, strict: bool) -> None:
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
-                pm.check_pending()
             except Exception as exc:  # a broken third-party plugin must not take the host down
-                if pm.has_plugin(ep.name):
-                    pm.unregister(name=ep.name)
-                failure = PluginLoadFailure(ep.name, dist_name, f"{type(exc).__name__}: {exc}")
-                if strict:
-                    raise PluginError(
-                        f"plugin {ep.name!r} from {dist_name} failed to load: {failure.error}"
-                    ) from exc
-                pm.load_failures.append(failure)
-                _log.warning(
-                    "plugin.load_failed",
-                    plugin=ep.name,
-                    distribution=dist_name,
-                    error=failure.error,
+                _load_failed(pm, ep.name, dist_name, exc, strict=strict)
+            else:
+                loaded.append((ep.name, dist_name))
+    for name, dist_name in loaded:
+        try:
+            _check_hooks_of(pm, name)
+        except Exception as exc:
+            _load_failed(pm, name, dist_name, exc, strict=strict)
+
+
+def _check_hooks_of(pm: OmnicronPluginManager, name: str) -> None:
+    """pluggy's ``check_pending`` for one plugin: its implementations of unknown hooks."""
+    plugin = pm.get_plugin(name)
+    for caller in pm.get_hookcallers(plugin) or ():
+        if caller.spec is not None:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not impl.optionalhook:
+                raise pluggy.PluginValidationError(
+                    plugin, f"unknown hook {caller.name!r} in plugin {plugin!r}"
                 )
+
+
+def _load_failed(
+    pm: OmnicronPluginManager, name: str, dist_name: str, exc: Exception, *, strict: bool
+) -> None:
+    if pm.has_plugin(name):
+        pm.unregister(name=name)
+    failure = PluginLoadFailure(name, dist_name, f"{type(exc).__name__}: {exc}")
+    if strict:
+        raise PluginError(
+            f"plugin {name!r} from {dist_name} failed to load: {failure.error}"
+        ) from exc
+    pm.load_failures.append(failure)
+    _log.warning("plugin.load_failed", plugin=name, distribution=dist_name, error=failure.error)
 
 
 @contextlib.contextmanager

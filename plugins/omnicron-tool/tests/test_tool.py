@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -11,6 +10,7 @@ from typing import Any
 import omnicron_tool
 import pytest
 from omnicron_tool import BUILTIN_TOOLS, Tool, ToolExecutor, ToolSettings, get_tools, load_settings
+from structlog.testing import capture_logs
 
 from omnicron_core import (
     Action,
@@ -140,16 +140,14 @@ def test_host_tools_are_registered_through_the_hook() -> None:
     assert tools["shout"].parameters == TEXT_SCHEMA
 
 
-def test_a_tool_name_two_plugins_provide_is_left_out_naming_both(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_a_tool_name_two_plugins_provide_is_left_out_naming_both() -> None:
     pm = get_plugin_manager(plugins=[HostTools(tool("echo", shout), tool("shout", shout))])
-    with caplog.at_level(logging.ERROR, logger="omnicron"):
+    with capture_logs() as logs:
         tools = get_tools(pm)
     assert "echo" not in tools and "now" in tools and "shout" in tools
-    (record,) = [r for r in caplog.records if "tool.name_conflict" in r.getMessage()]
-    assert "tool 'echo' is provided by both" in record.getMessage()
-    assert "'tool'" in record.getMessage() and "HostTools" in record.getMessage()
+    (event,) = [e for e in logs if e["event"] == "tool.name_conflict"]
+    assert "tool 'echo' is provided by both" in event["error"]
+    assert "'tool'" in event["error"] and "HostTools" in event["error"]
 
 
 async def test_a_duplicate_tool_fails_its_runs_only() -> None:
@@ -180,18 +178,21 @@ class Wrong:
     ],
 )
 async def test_a_broken_tool_provider_is_isolated_and_logged_by_name(
-    caplog: pytest.LogCaptureFixture, broken: object, words: str
+    broken: object, words: str
 ) -> None:
     pm = get_plugin_manager(plugins=[HOST])
     pm.register(broken, name="broken-provider")
     ex = Registry(pm, settings={"tool": {"allow": ["*"]}}).executors["call_tool"]
     assert isinstance(ex, ToolExecutor)
-    with caplog.at_level(logging.ERROR, logger="omnicron"):
+    with capture_logs() as logs:
         result = await ex.execute(job("shout", {"text": "still"}), RUN)
     assert result.success and result.output["result"] == "STILL!"
     assert set(get_tools(pm)) >= {"echo", "now", "shout"}
-    logged = [r.getMessage() for r in caplog.records if "tool.provider_failed" in r.getMessage()]
-    assert logged and all("broken-provider" in m and words in m for m in logged)
+    logged = [e for e in logs if e["event"] == "tool.provider_failed"]
+    assert logged and all(
+        e["plugin"] == "broken-provider" and words in e["error"] and e["log_level"] == "error"
+        for e in logged
+    )
     # a job naming a tool that is not there hears why some tools are missing
     with pytest.raises(JobValidationError) as info:
         ex.validate(ex.decode_params(Action("call_tool", tool_name="gone")))
