@@ -27,7 +27,7 @@ from .._models import (
 )
 from .._plugins import ActionExecutor, ParamFlag, Registry, get_plugin_manager
 from .._schedule import iter_fire_times
-from ..config import Config, load_config
+from ..config import Config, load_effective_config
 from ..runtime import Runtime, is_declared
 from ._common import (
     config_option,
@@ -332,7 +332,7 @@ def _executors_for(path: Path | None) -> dict[str, ActionExecutor[Any]]:
     settings: dict[str, Any] = {}
     if path is not None:
         try:
-            settings = dict(load_config(path).plugins)
+            settings = dict(load_effective_config(path).plugins)
         except (ConfigError, OSError):
             settings = {}
     return Registry(get_plugin_manager(), settings=settings).executors_built()
