@@ -547,7 +547,7 @@ class Skill:
         if len(args) == 1:
             raise ToolError(
                 "nothing to update: give the fields to change besides id (e.g. name, "
-                "schedule_cron, message)"
+                "schedule_cron, or an action parameter)"
             )
         job = await self._find(args["id"], principal, "update job")
         schedule = self._schedule_from(args, job.schedule)
