@@ -6,6 +6,7 @@ import abc
 import contextlib
 import importlib.metadata
 import os
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -441,6 +442,51 @@ def call_each_plugin(
         else:
             out.append(HookResult(impl.plugin_name, items))
     return out
+
+
+_PER_PLUGIN: weakref.WeakKeyDictionary[
+    pluggy.PluginManager, dict[str, tuple[list[pluggy.HookImpl], list[tuple[str, Any]]]]
+] = weakref.WeakKeyDictionary()
+
+
+def _per_plugin_callers(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, Any]]:
+    """One pluggy caller per plugin implementing ``hook_name``, in pluggy's call order
+    (built once per set of implementations)."""
+    caller = getattr(pm.hook, hook_name, None)
+    if caller is None:
+        return []
+    impls = caller.get_hookimpls()
+    cache = _PER_PLUGIN.setdefault(pm, {})
+    cached = cache.get(hook_name)
+    if cached is not None and cached[0] == impls:
+        return cached[1]
+    plugins = [impl.plugin for impl in impls]
+    callers = [
+        (
+            impl.plugin_name,
+            pm.subset_hook_caller(
+                hook_name, remove_plugins=[p for p in plugins if p is not impl.plugin]
+            ),
+        )
+        for impl in reversed(impls)
+    ]
+    cache[hook_name] = (impls, callers)
+    return callers
+
+
+def notify_each_plugin(
+    plugin_manager: pluggy.PluginManager, hook_name: str, **kwargs: Any
+) -> list[tuple[str, Exception]]:
+    """Call a notification hook through pluggy once per plugin, so that one plugin raising
+    does not keep the others from hearing it. Returns ``(plugin name, exception)`` for each
+    plugin that raised (the caller logs them)."""
+    failed: list[tuple[str, Exception]] = []
+    for name, one in _per_plugin_callers(plugin_manager, hook_name):
+        try:
+            one(**kwargs)
+        except Exception as exc:  # isolate the plugin: the others are still notified
+            failed.append((name, exc))
+    return failed
 
 
 class Registry:
