@@ -676,4 +676,12 @@ def _checked_executor(plugin: str, executor: Any) -> ActionExecutor[Any]:
             f"plugin {plugin!r}: executor {executor.action_type!r} declares the reserved "
             f"parameter name(s) {', '.join(sorted(reserved))}"
         )
+    try:  # the agent tools, MCP and `omnicron plugins` show it: fail here, alone
+        executor.params_schema()
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {plugin!r}: executor {executor.action_type!r} has parameters without a "
+            f"JSON Schema ({str(exc).strip().splitlines()[-1]}); give such a field "
+            "Annotated[..., msgspec.Meta(extra_json_schema={...})]"
+        ) from exc
     return executor

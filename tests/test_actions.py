@@ -420,6 +420,44 @@ def test_an_executor_without_params_type_is_refused() -> None:
     assert any("has no params_type" in str(e) for e in registry.failures.values())
 
 
+class _Opaque:
+    """A type msgspec can decode with a dec_hook but has no JSON Schema for."""
+
+
+class OpaqueParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    thing: _Opaque | None = None
+
+
+async def test_an_executor_whose_params_have_no_json_schema_is_isolated() -> None:
+    """The agent tools, MCP and ``omnicron plugins`` show every executor's schema: one that has
+    none is refused when it registers (naming the plugin and the fix), not when an agent asks."""
+
+    class Opaque(ActionExecutor[OpaqueParams]):
+        action_type = "opaque"
+        params_type = OpaqueParams
+
+        async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+            return ExecutionResult.ok()
+
+    class P:
+        @hookimpl
+        def omnicron_action_executors(self) -> list[Any]:
+            return [Opaque()]
+
+    pm = get_plugin_manager(plugins=[P()])
+    registry = Registry(pm)
+    assert "opaque" not in registry.executors and "send_message" in registry.executors
+    (failure,) = registry.failures.values()
+    assert "executor 'opaque' has parameters without a JSON Schema" in str(failure)
+    assert "extra_json_schema" in str(failure)
+    skill = Skill(SkillConfig(min_interval="0"), store="memory://", registry=registry)
+    create = skill.get_tool("cron_create")
+    assert create is not None
+    enum = create.parameters["properties"]["action_type"]["enum"]
+    assert "send_message" in enum and "opaque" not in enum
+    assert any("send_message" in i.action_types for i in plugin_infos(pm))
+
+
 # -- the plugin-author API -------------------------------------------------------------------
 
 
