@@ -6,6 +6,7 @@ import abc
 import contextlib
 import importlib.metadata
 import os
+import re
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -656,6 +657,22 @@ def describe_executor(executor: ActionExecutor[Any]) -> dict[str, Any]:
     }
 
 
+_FLAG = re.compile(r"^--[a-z0-9][a-z0-9-]*$")
+
+
+def _flag_problem(flag: Any, params: set[str]) -> str:
+    """Why a declared CLI flag cannot be offered ("" if it can)."""
+    if not isinstance(flag, ParamFlag):
+        return f"expected a ParamFlag, got {type(flag).__name__}"
+    if not isinstance(flag.flag, str) or not _FLAG.match(flag.flag):
+        return "flag must look like --name (lower case letters, digits and dashes)"
+    if flag.param not in params:
+        return f"{flag.param!r} is not one of its parameters ({', '.join(sorted(params))})"
+    if flag.kind not in ("str", "json", "pairs"):
+        return f"kind must be 'str', 'json' or 'pairs', got {flag.kind!r}"
+    return ""
+
+
 def _checked_executor(plugin: str, executor: Any) -> ActionExecutor[Any]:
     if not isinstance(executor, ActionExecutor):
         raise PluginError(
@@ -676,6 +693,14 @@ def _checked_executor(plugin: str, executor: Any) -> ActionExecutor[Any]:
             f"plugin {plugin!r}: executor {executor.action_type!r} declares the reserved "
             f"parameter name(s) {', '.join(sorted(reserved))}"
         )
+    names = set(_param_names(params_type))
+    for flag in executor.cli_flags:
+        problem = _flag_problem(flag, names)
+        if problem:
+            raise PluginError(
+                f"plugin {plugin!r}: executor {executor.action_type!r} has a bad cli_flags "
+                f"entry {flag!r}: {problem}"
+            )
     try:  # the agent tools, MCP and `omnicron plugins` show it: fail here, alone
         executor.params_schema()
     except Exception as exc:

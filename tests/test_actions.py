@@ -39,6 +39,7 @@ from omnicron_core.config import decode_config
 from omnicron_core.plugin import (
     ActionExecutor,
     ExecutionResult,
+    ParamFlag,
     RunInfo,
     StoreBackendSpec,
     hookimpl,
@@ -456,6 +457,34 @@ async def test_an_executor_whose_params_have_no_json_schema_is_isolated() -> Non
     enum = create.parameters["properties"]["action_type"]["enum"]
     assert "send_message" in enum and "opaque" not in enum
     assert any("send_message" in i.action_types for i in plugin_infos(pm))
+
+
+@pytest.mark.parametrize(
+    ("flag", "words"),
+    [
+        (ParamFlag("path", "bad flag"), "flag must look like --name"),
+        (ParamFlag("nope", "--nope"), "'nope' is not one of its parameters (path, text, times)"),
+        ("--path", "expected a ParamFlag, got str"),
+    ],
+)
+def test_an_executor_with_a_bad_cli_flag_is_isolated(flag: Any, words: str) -> None:
+    """A bad flag would break ``omnicron jobs add`` for every plugin: the executor is refused
+    when it registers instead, naming what is wrong."""
+
+    class BadFlag(NoteExecutor):
+        action_type = "badflag"
+        cli_flags = (flag,)
+
+    class P:
+        @hookimpl
+        def omnicron_action_executors(self) -> list[Any]:
+            return [BadFlag()]
+
+    registry = Registry(get_plugin_manager(plugins=[P()]))
+    assert "badflag" not in registry.executors and "send_message" in registry.executors
+    (failure,) = registry.failures.values()
+    assert "executor 'badflag' has a bad cli_flags entry" in str(failure)
+    assert words in str(failure)
 
 
 # -- the plugin-author API -------------------------------------------------------------------
