@@ -673,6 +673,22 @@ def _flag_problem(flag: Any, params: set[str]) -> str:
     return ""
 
 
+def _agent_problem(executor: ActionExecutor[Any], params: set[str]) -> str:
+    """Why the agent tools could not offer an executor's parameters ("" if they can)."""
+    description: Any = executor.description  # a plugin's class attributes are not checked
+    if not isinstance(description, str):
+        return f"description must be a str, got {type(description).__name__}"
+    withheld: Any = executor.agent_withheld
+    if not isinstance(withheld, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in withheld.items()
+    ):
+        return "agent_withheld must map parameter names to the reason a model is told"
+    session: Any = executor.agent_session_param
+    if not isinstance(session, str) or (session and session not in params):
+        return f"agent_session_param {session!r} is not one of its parameters"
+    return ""
+
+
 def _checked_executor(plugin: str, executor: Any) -> ActionExecutor[Any]:
     if not isinstance(executor, ActionExecutor):
         raise PluginError(
@@ -694,6 +710,9 @@ def _checked_executor(plugin: str, executor: Any) -> ActionExecutor[Any]:
             f"parameter name(s) {', '.join(sorted(reserved))}"
         )
     names = set(_param_names(params_type))
+    problem = _agent_problem(executor, names)
+    if problem:
+        raise PluginError(f"plugin {plugin!r}: executor {executor.action_type!r}: {problem}")
     for flag in executor.cli_flags:
         problem = _flag_problem(flag, names)
         if problem:

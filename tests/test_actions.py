@@ -487,6 +487,32 @@ def test_an_executor_with_a_bad_cli_flag_is_isolated(flag: Any, words: str) -> N
     assert words in str(failure)
 
 
+@pytest.mark.parametrize(
+    ("attrs", "words"),
+    [
+        ({"agent_withheld": ["path"]}, "agent_withheld must map parameter names"),
+        ({"agent_session_param": "session"}, "agent_session_param 'session' is not one of"),
+        ({"description": None}, "description must be a str, got NoneType"),
+    ],
+)
+def test_an_executor_the_agent_tools_cannot_show_is_isolated(
+    attrs: dict[str, Any], words: str
+) -> None:
+    bad = type("Bad", (NoteExecutor,), {"action_type": "bad", **attrs})
+
+    class P:
+        @hookimpl
+        def omnicron_action_executors(self) -> list[Any]:
+            return [bad()]
+
+    registry = Registry(get_plugin_manager(plugins=[P()]))
+    assert "bad" not in registry.executors and "send_message" in registry.executors
+    (failure,) = registry.failures.values()
+    assert "executor 'bad': " + words in str(failure)
+    skill = Skill(SkillConfig(min_interval="0"), store="memory://", registry=registry)
+    assert skill.get_tool("cron_create") is not None
+
+
 # -- the plugin-author API -------------------------------------------------------------------
 
 
