@@ -311,6 +311,50 @@ async def test_agent_tools_offer_the_params_of_a_third_party_type(registry: Regi
         assert job.content["next_run_at"] == job.content["next_fire_times"][0]
 
 
+class GreetParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(description="Who to greet")]
+    timezone: str = "UTC"
+
+
+class GreetExecutor(ActionExecutor[GreetParams]):
+    action_type = "greet"
+    description = "Greet someone"
+    params_type = GreetParams
+
+    async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+        return ExecutionResult.ok(self.check(job.action).name)
+
+
+async def test_params_named_like_the_tools_own_arguments_are_offered_in_action_params() -> None:
+    """A third-party parameter called ``name`` or ``timezone`` is offered (with its schema
+    and description) inside ``action_params``, and a model that forgets it is told where."""
+
+    class P:
+        @hookimpl
+        def omnicron_action_executors(self) -> list[Any]:
+            return [GreetExecutor()]
+
+    registry = Registry(get_plugin_manager(plugins=[P()]))
+    skill = Skill(SkillConfig(min_interval="0"), store="memory://", registry=registry)
+    create = skill.get_tool("cron_create")
+    assert create is not None
+    nested = create.parameters["properties"]["action_params"]
+    assert "(name, timezone)" in nested["description"]
+    assert nested["properties"]["name"]["description"] == "For greet: Who to greet (required)"
+    assert nested["properties"]["timezone"]["type"] == "string"
+    async with skill:
+        base = {"name": "job", "schedule_interval": "1h", "action_type": "greet"}
+        missing = await skill.call("cron_create", base)
+        assert missing.error == (
+            "greet needs its parameter 'name' inside action_params (a top-level 'name' is "
+            "the job's own)"
+        )
+        made = await skill.call("cron_create", {**base, "action_params": {"name": "bob"}})
+        assert not made.is_error, made.content
+        fired = await skill.call("cron_trigger", {"id": made.content["id"]})
+        assert fired.content["output"] == "bob"
+
+
 def test_plugins_listing_has_descriptions_and_schemas() -> None:
     infos = {i.name: i for i in plugin_infos(get_plugin_manager(plugins=[NotePlugin()]))}
     note = next(i for i in infos.values() if "note" in i.action_types)
