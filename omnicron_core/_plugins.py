@@ -461,15 +461,18 @@ def _per_plugin_callers(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[
     cached = cache.get(hook_name)
     if cached is not None and cached[0] == impls:
         return cached[1]
-    plugins = [impl.plugin for impl in impls]
+    # wrappers (tracing, timing) stay around every call; each plain implementation is called
+    # on its own, in pluggy's order (last registered first)
+    plain = [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
     callers = [
         (
             impl.plugin_name,
             pm.subset_hook_caller(
-                hook_name, remove_plugins=[p for p in plugins if p is not impl.plugin]
+                hook_name,
+                remove_plugins=[o.plugin for o in plain if o.plugin is not impl.plugin],
             ),
         )
-        for impl in reversed(impls)
+        for impl in reversed(plain)
     ]
     cache[hook_name] = (impls, callers)
     return callers

@@ -686,10 +686,19 @@ async def test_a_failing_hook_does_not_keep_other_plugins_from_hearing(
         def omnicron_job_ran(self, job: Job, result: ExecutionResult) -> None:
             raise RuntimeError("hook bug")
 
+    wrapped: list[str] = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def omnicron_job_changed(self, job: Job, change: str) -> Any:
+            wrapped.append(change)
+            return (yield)
+
     for plugins in ([Good(), Bad()], [Bad(), Good()]):
         heard.clear()
+        wrapped.clear()
         pm = get_plugin_manager(plugins=[])
-        for plugin in plugins:
+        for plugin in (*plugins, Wrapper()):
             pm.register(plugin, name=type(plugin).__name__)
         s = make(Recorder(), registry=Registry(pm))
         with capture_logs() as logs:
@@ -699,6 +708,8 @@ async def test_a_failing_hook_does_not_keep_other_plugins_from_hearing(
         assert heard == ["added", "ran:True", "removed"]
         failed = [e for e in logs if e["event"] == "hook.failed"]
         assert len(failed) == 3 and {e["plugin"] for e in failed} == {"Bad"}
+        # a wrapper sees the call of each plugin, and is not called on its own
+        assert wrapped == ["added", "added", "removed", "removed"]
 
 
 async def test_caller_mutation_after_add_does_not_reach_store(
