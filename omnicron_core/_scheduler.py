@@ -9,7 +9,7 @@ import inspect
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -26,7 +26,7 @@ from ._errors import (
 from ._limits import JobLimits
 from ._log import get_logger
 from ._models import ExecutionResult, Job, JobStatus, utcnow
-from ._plugins import Registry, RunInfo
+from ._plugins import Registry, RunInfo, notify_each_plugin
 from ._policy import FireTimes
 from ._runs import (
     CatchUp,
@@ -59,6 +59,12 @@ __all__ = [
 
 #: A host's own runner for every job (the original's ``ExecutionHandler``); sync or async.
 ExecutionHandler = Callable[[Job], "ExecutionResult | Awaitable[ExecutionResult]"]
+
+#: ``asyncio.eager_task_factory`` where it exists (Python 3.12+), used to start each run
+#: eagerly; ``None`` on 3.11, where runs are ordinary tasks.
+_EAGER_TASK: (
+    Callable[[asyncio.AbstractEventLoop, Coroutine[Any, Any, None]], asyncio.Task[None]] | None
+) = getattr(asyncio, "eager_task_factory", None)
 
 _log = get_logger("omnicron.scheduler")
 _MAX_SLEEP = 60.0  # re-check the clock at least this often (wall-clock jumps, suspend)
@@ -333,11 +339,12 @@ class Scheduler:
             self._poke()
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
-        caller = getattr(self.registry.plugin_manager.hook, hook)
-        try:
-            caller(**kwargs)
-        except Exception as exc:  # a notification must never break the scheduler
-            _log.warning("hook.failed", hook=hook, error=f"{type(exc).__name__}: {exc}")
+        # through pluggy, one plugin at a time: a plugin that raises is logged, and neither
+        # the scheduler nor the other plugins' implementations are affected
+        for plugin, exc in notify_each_plugin(self.registry.plugin_manager, hook, **kwargs):
+            _log.warning(
+                "hook.failed", hook=hook, plugin=plugin, error=f"{type(exc).__name__}: {exc}"
+            )
 
     def _changed(self, job: Job, change: str) -> None:
         _log.info(
@@ -1287,11 +1294,17 @@ class Scheduler:
             self._flush_task = asyncio.ensure_future(self._flush())
 
     def _spawn(self, run: _Run) -> None:
-        task = asyncio.ensure_future(self._run_claimed(run))
+        coro = self._run_claimed(run)
+        if _EAGER_TASK is not None:
+            # Python >= 3.12: the run starts at once, inside this call; a handler that
+            # finishes without awaiting never waits for a loop turn of its own
+            task: asyncio.Task[None] = _EAGER_TASK(asyncio.get_running_loop(), coro)
+        else:
+            task = asyncio.ensure_future(coro)
         self._runs.add(task)
         task.add_done_callback(self._run_done)
         policy = run.job.policy
-        if policy is not None and policy.overlap == Overlap.CANCEL_OTHER:
+        if policy is not None and policy.overlap == Overlap.CANCEL_OTHER and not task.done():
             self._cancellable.setdefault(run.job.id, {})[run.run_id] = (run, task)
 
     def _run_done(self, task: asyncio.Task[None]) -> None:

@@ -16,9 +16,19 @@ from ._models import Job, JobStatus, decode_job, fast_encode
 from ._plugins import Registry
 from ._runs import RunOutcome, RunRecord, RunWrites
 
-__all__ = ["DEFAULT_STORE_URL", "Store", "StoreConfig"]
+__all__ = ["DEFAULT_STORE_URL", "Store", "StoreConfig", "check_store_url"]
 
 DEFAULT_STORE_URL = "sqlite:///omnicron.db"
+
+
+def check_store_url(url: str) -> None:
+    """Refuse a store URL holding a control character (a NUL would pass the URL parsers and
+    crash the file system calls later). Raises :class:`StoreError` naming the character."""
+    for index, char in enumerate(url):
+        if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F:
+            raise StoreError(
+                f"store URL contains the control character {char!r} at position {index}"
+            )
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -63,6 +73,7 @@ class Store:
 
     def _make_backend(self) -> StoreBackend:
         url = self.config.url
+        check_store_url(url)
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         registry = self._registry or Registry()
         specs = registry.backends

@@ -21,7 +21,6 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -29,6 +28,7 @@ import msgspec
 
 from .._backend import JobPatch, StoreBackend
 from .._errors import StoreError
+from .._files import create_private_file
 from .._models import Job, JobStatus, decode_job, fast_encode
 from .._runs import RunOutcome, RunRecord, RunTrigger, RunWrites
 
@@ -179,6 +179,8 @@ class SQLiteBackend(StoreBackend):
         path = path[1:] if path.startswith("/") else path
         if not path:
             raise StoreError(f"sqlite URL {url!r} names no file; e.g. sqlite:///omnicron.db")
+        if "\x00" in path:
+            raise StoreError(f"sqlite URL {url!r} names a file with a NUL character")
         opts = dict(parse_qsl(parts.query))
         opts.update({k: str(v) for k, v in options.items()})
         unknown = set(opts) - {"synchronous"}
@@ -198,11 +200,13 @@ class SQLiteBackend(StoreBackend):
         if self._db is not None:
             return
         if self.path != ":memory:":
-            target = Path(self.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                fd = os.open(target, os.O_CREAT | os.O_WRONLY, 0o600)
-                os.close(fd)
+            try:
+                create_private_file(self.path)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create sqlite store {self.path!r}: {exc.strerror}"
+                    + (f" ({exc.filename})" if exc.filename else "")
+                ) from exc
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ import click
 import msgspec
 
 from .._errors import ConfigError, JobNotFoundError, JobValidationError, StoreError
+from .._files import write_private
 from .._models import (
     Job,
     JobStatus,
@@ -27,7 +29,7 @@ from .._models import (
 from .._plugins import ActionExecutor, ParamFlag, Registry, get_plugin_manager
 from .._runs import RunOutcome, RunRecord, record_to_builtins
 from .._schedule import iter_fire_times
-from ..config import Config
+from ..config import Config, load_effective_config
 from ..runtime import Runtime, is_declared
 from ._common import (
     config_option,
@@ -39,11 +41,13 @@ from ._common import (
     json_option,
     load,
     parse_time,
+    plain_lines,
     print_table,
+    resolve_config_path,
     run_async,
+    safe_json,
+    say,
     setup_logging,
-    stderr,
-    stdout,
     store_option,
 )
 
@@ -56,7 +60,7 @@ def jobs() -> None:
     """Manage the jobs of the configured store (list, add, update, remove, ...).
 
     Works while `omnicron run` is running on the same store; the service picks up changes
-    made here within a minute (at its next wake-up).
+    made here within about a second.
     """
 
 
@@ -149,7 +153,7 @@ def list_(
         echo_raw_json(encode_jobs(found))
         return
     if not found:
-        stderr().print("no jobs", highlight=False)
+        say("no jobs", err=True)
         return
     print_table(
         ["ID", "NAME", "STATUS", "SCHEDULE", "NEXT RUN", "LAST RUN", "RUNS", "LAST ERROR"],
@@ -207,12 +211,11 @@ def show(
         ("updated", fmt_time(job.updated_at, rt.location, rel=False)),
         ("metadata", msgspec.json.encode(job.metadata).decode() if job.metadata else "-"),
     ]
-    out = stdout()
     for key, value in rows:
-        lines = value.split("\n")
-        out.print(f"{key + ':':<13}{lines[0]}", highlight=False, markup=False)
+        lines = plain_lines(value)
+        say(f"{key + ':':<13}{lines[0]}")
         for line in lines[1:]:
-            out.print(f"{'':<13}{line}", highlight=False, markup=False)
+            say(f"{'':<13}{line}")
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -266,17 +269,20 @@ def _read_json(source: str) -> Any:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
         fail(f"{source}: {exc.strerror}")
+    return _decode_json(data, "stdin" if source == "-" else source)
+
+
+def _decode_json(data: bytes | str, where: str) -> Any:
     try:
         return msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
-        fail(f"{'stdin' if source == '-' else source}: invalid JSON: {exc}")
+        fail(f"{where}: invalid JSON: {exc}")
+    except RecursionError:
+        fail(f"{where}: JSON nested too deeply")
 
 
 def _json_object(text: str, flag: str) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        fail(f"{flag}: invalid JSON: {exc}")
+    value = _decode_json(text, flag)
     if not isinstance(value, dict):
         fail(f"{flag}: expected a JSON object")
     return value
@@ -313,10 +319,46 @@ def _overlay(base: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
 # -- action flags derived from the installed executors -------------------------------------
 
 
-@functools.cache
+_EXECUTORS_KEY = "omnicron.cli.executors"
+
+
 def _installed_executors() -> dict[str, ActionExecutor[Any]]:
-    """The installed executors (with default settings): their flags and parameter types."""
-    return Registry(get_plugin_manager()).executors_built()
+    """The installed executors built with the plugin settings of the command's config (its
+    ``-c``, else ``OMNICRON_CONFIG``, else ``./omnicron.toml``): their flags and parameter
+    types. Default settings when there is no config or it does not load (the command reports
+    that itself)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and _EXECUTORS_KEY in ctx.meta:
+        return cast(dict[str, ActionExecutor[Any]], ctx.meta[_EXECUTORS_KEY])
+    return _executors_for(None)
+
+
+@functools.cache
+def _executors_for(path: Path | None) -> dict[str, ActionExecutor[Any]]:
+    settings: dict[str, Any] = {}
+    if path is not None:
+        try:
+            settings = dict(load_effective_config(path).plugins)
+        except (ConfigError, OSError):
+            settings = {}
+    return Registry(get_plugin_manager(), settings=settings).executors_built()
+
+
+def _config_arg(args: list[str]) -> Path | None:
+    """The config file a ``jobs add/update`` command line names, as ``-c`` resolves it."""
+    given: str | None = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            given = args[i + 1]
+        elif arg.startswith("--config="):
+            given = arg.partition("=")[2]
+        elif arg.startswith("-c") and len(arg) > 2 and not arg.startswith("--"):
+            given = arg[2:]
+    if given is None:
+        given = os.environ.get("OMNICRON_CONFIG") or None
+    return resolve_config_path(Path(given) if given else None)
 
 
 def _flag_dest(flag: ParamFlag) -> str:
@@ -333,7 +375,12 @@ def _plugin_flags() -> dict[str, tuple[str, ParamFlag]]:
 
 
 class _JobCommand(click.Command):
-    """``jobs add/update``: the core's options plus the flags the installed executors declare."""
+    """``jobs add/update``: the core's options plus the flags the installed executors declare
+    (built with the config's plugin settings)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_EXECUTORS_KEY] = _executors_for(_config_arg(args))
+        return super().parse_args(ctx, args)
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         params = super().get_params(ctx)
@@ -387,6 +434,8 @@ def _param_value(kind: str, key: str, text: str) -> Any:
         return msgspec.json.decode(text)
     except msgspec.DecodeError:
         return text
+    except RecursionError:
+        fail(f"--param {key}: JSON nested too deeply")
 
 
 def _action_overlay(action: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
@@ -434,10 +483,7 @@ def _action_overlay(action: dict[str, Any], opts: dict[str, Any]) -> dict[str, A
 
 def _flag_value(flag: ParamFlag, value: Any, current: Any) -> Any:
     if flag.kind == "json":
-        try:
-            return msgspec.json.decode(value)
-        except msgspec.DecodeError as exc:
-            fail(f"{flag.flag}: invalid JSON: {exc}")
+        return _decode_json(value, flag.flag)
     if flag.kind == "pairs":
         pairs = dict(current) if isinstance(current, dict) else {}
         for item in value:
@@ -464,10 +510,8 @@ def _print_job_line(verb: str, job: Job, rt: Runtime, as_json: bool) -> None:
     if as_json:
         echo_raw_json(encode_job(job))
         return
-    stdout().print(
-        f"{verb} {job.id} ({job.name}): {job.status}, next run {fmt_time(job.next_run_at, rt.location)}",
-        highlight=False,
-        markup=False,
+    say(
+        f"{verb} {job.id} ({job.name}): {job.status}, next run {fmt_time(job.next_run_at, rt.location)}"
     )
 
 
@@ -547,10 +591,10 @@ def update(
 
     saved, rt, declared = _with_runtime(ctx, config_path, store_url, work)
     if declared:
-        stderr().print(
+        say(
             f"note: {job_id} is declared in a config file; the next start overwrites it if its "
             "[[jobs]] entry changed",
-            highlight=False,
+            err=True,
         )
     _print_job_line("updated", saved, rt, as_json)
 
@@ -589,12 +633,12 @@ def remove(
         echo_json([{"deleted": True, "id": i} for i in removed])
     else:
         for job_id in removed:
-            click.echo(f"removed {job_id}")
+            say(f"removed {job_id}")
     for job_id in declared:
-        stderr().print(
+        say(
             f"note: {job_id} is declared in a config file; it comes back at the next start "
             "unless its [[jobs]] entry is removed",
-            highlight=False,
+            err=True,
         )
     if missing:
         fail("job not found: " + ", ".join(missing))
@@ -659,11 +703,11 @@ def trigger(
         )
     else:
         state = "succeeded" if result.success else "failed"
-        click.echo(f"{job_id}: {state} in {result.duration_str}")
+        say(f"{job_id}: {state} in {result.duration_str}")
         if result.output is not None:
-            click.echo(msgspec.json.encode(result.output).decode())
+            echo_json(result.output)
         if result.error:
-            click.echo(f"error: {result.error}", err=True)
+            say(("error:", "bold red"), " ", result.error, err=True)
     if not result.success:
         raise SystemExit(1)
 
@@ -684,8 +728,11 @@ def export_(
     if output is None:
         echo_raw_json(data)
     else:
-        output.write_bytes(data + b"\n")
-        stderr().print(f"exported {len(found)} jobs to {output}", highlight=False)
+        try:
+            write_private(output, safe_json(data) + b"\n")
+        except OSError as exc:
+            fail(f"{output}: {exc.strerror}")
+        say(f"exported {len(found)} jobs to {output}", err=True)
 
 
 @jobs.command("import")
@@ -711,6 +758,8 @@ def import_(
         fail(f"{source}: {located(exc)}")
     except msgspec.DecodeError as exc:
         fail(f"{source}: invalid JSON: {exc}")
+    except RecursionError:
+        fail(f"{source}: JSON nested too deeply")
 
     async def work(rt: Runtime) -> list[Job]:
         return await rt.scheduler.add_jobs(imported)
@@ -719,7 +768,7 @@ def import_(
     if as_json:
         echo_raw_json(encode_jobs(saved))
     else:
-        click.echo(f"imported {len(saved)} jobs")
+        say(f"imported {len(saved)} jobs")
 
 
 # -- policies and history -------------------------------------------------------------------
@@ -785,7 +834,7 @@ def history(
         echo_json([record_to_builtins(r) for r in records])
         return
     if not records:
-        stderr().print(f"no history for {job_id}", highlight=False)
+        say(f"no history for {job_id}", err=True)
         return
     print_table(_RECORD_HEADERS, [_record_row(r, rt) for r in records])
 
@@ -842,14 +891,13 @@ def describe(
         ("totals", " ".join(f"{k}={v}" for k, v in counts.items()) or "-"),
         ("last error", job.last_error or "-"),
     ]
-    out = stdout()
     for key, value in rows:
-        lines = value.split("\n")
-        out.print(f"{key + ':':<13}{lines[0]}", highlight=False, markup=False)
+        lines = plain_lines(value)
+        say(f"{key + ':':<13}{lines[0]}")
         for line in lines[1:]:
-            out.print(f"{'':<13}{line}", highlight=False, markup=False)
+            say(f"{'':<13}{line}")
     if recent:
-        out.print("", highlight=False)
+        say("")
         print_table(_RECORD_HEADERS, [_record_row(r, rt) for r in recent], title="last runs")
 
 
@@ -978,7 +1026,7 @@ def backfill(
     if as_json:
         echo_json(msgspec.to_builtins(result))
     else:
-        click.echo(
+        say(
             f"{job_id}: {result.fires} fires in range, {result.started} run, "
             f"{result.already_recorded} already recorded, {result.skipped} skipped, "
             f"{result.failed} failed"
