@@ -7,6 +7,7 @@ import asyncio
 import builtins
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from omnicron_core import (
     Action,
@@ -31,7 +32,7 @@ class HookedBackend(MemoryBackend):
         self.skew = skew
         self.wake: Callable[[], None] | None = None
         self.watch_calls: list[bool] = []
-        self.finished: list[dict[str, ExecutionResult]] = []
+        self.finished: list[dict[str, list[ExecutionResult]]] = []
         self.refuse: set[str] = set()
 
     async def now(self) -> datetime:
@@ -42,10 +43,14 @@ class HookedBackend(MemoryBackend):
         self.watch_calls.append(wake is not None)
 
     async def finish_runs(
-        self, job_ids: Sequence[str], patch: JobPatch, results: Mapping[str, ExecutionResult]
+        self,
+        job_ids: Sequence[str],
+        patch: JobPatch,
+        results: Mapping[str, Sequence[ExecutionResult]],
+        **kw: Any,
     ) -> builtins.list[Job]:
-        self.finished.append(dict(results))
-        return await self.update_many([i for i in job_ids if i not in self.refuse], patch)
+        self.finished.append({k: list(v) for k, v in results.items()})
+        return await self.update_many([i for i in job_ids if i not in self.refuse], patch, **kw)
 
 
 def once_job(job_id: str, at: datetime) -> Job:
@@ -102,7 +107,7 @@ async def test_watch_gets_a_wake_function_and_finish_runs_gets_results() -> None
         await wait_for(lambda: ran == ["bad"])
         await wait_for(lambda: bool(backend.finished))
         results = backend.finished[0]
-        assert list(results) == ["bad"] and results["bad"].error == "boom"
+        assert list(results) == ["bad"] and [r.error for r in results["bad"]] == ["boom"]
         stored = await backend.get("bad")
         assert stored is not None and stored.status == JobStatus.DISABLED
         assert stored.last_error == "boom"

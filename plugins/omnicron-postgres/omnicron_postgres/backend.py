@@ -50,6 +50,7 @@ from omnicron_core.plugin import (
     Job,
     JobPatch,
     JobStatus,
+    RunWrites,
     StoreBackend,
     StoreError,
     decode_job,
@@ -866,7 +867,13 @@ class PostgresBackend(StoreBackend):
     # -- the fire path --------------------------------------------------------------------
 
     async def claim_due(
-        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+        self,
+        now: datetime,
+        limit: int,
+        mark: Callable[[Job], Job],
+        *,
+        owner: str = "",
+        runs: RunWrites | None = None,
     ) -> builtins.list[Job]:
         await self._ensure_node(owner)
         if not self._claiming_allowed():
@@ -911,6 +918,7 @@ class PostgresBackend(StoreBackend):
                     out.append((job, fire[0], fire[1], fire_at))
             if released:
                 await conn.execute(_UPDATE_JOBS, _job_columns(released))
+            await self._write_history(conn, runs)
             return out
 
         claimed = await self._tx("claim", work)
@@ -928,20 +936,22 @@ class PostgresBackend(StoreBackend):
         self,
         job_ids: Sequence[str],
         patch: JobPatch,
-        results: Mapping[str, ExecutionResult],
+        results: Mapping[str, Sequence[ExecutionResult]],
+        *,
+        runs: RunWrites | None = None,
     ) -> builtins.list[Job]:
-        fenced: dict[str, tuple[tuple[str, datetime], tuple[int, int, str]]] = {}
+        # each finished run's fire row, found by (job, fire time)
+        fenced: builtins.list[tuple[str, tuple[str, datetime], tuple[int, int, str], Any]] = []
         for job_id in job_ids:
-            result = results.get(job_id)
-            at = result.scheduled_at if result is not None else None
-            if at is not None:
-                held = self._held.get((job_id, at))
-                if held is not None:
-                    fenced[job_id] = ((job_id, at), held)
-                    continue
-            mine = self._held.of_job(job_id)
-            if len(mine) == 1:  # a result without its fire time: the one run in flight
-                fenced[job_id] = ((job_id, mine[0][0]), mine[0][1])
+            for result in results.get(job_id, ()):
+                at = result.scheduled_at
+                held = self._held.get((job_id, at)) if at is not None else None
+                if held is None and at is None:
+                    mine = self._held.of_job(job_id)
+                    if len(mine) == 1:  # no fire time given: the one run in flight
+                        at, held = mine[0]
+                if held is not None and at is not None:
+                    fenced.append((job_id, (job_id, at), held, result))
 
         async def work(
             conn: psycopg.AsyncConnection[TupleRow],
@@ -952,31 +962,28 @@ class PostgresBackend(StoreBackend):
             # runs twice. The claim, which decides what runs, always waits.
             await conn.execute("SET LOCAL synchronous_commit = off")
             if fenced:
-                ids, fires, attempts, owners, states, errors = [], [], [], [], [], []
-                for job_id, (_, (fire, attempt, owner)) in fenced.items():
-                    result = results.get(job_id)
-                    ids.append(job_id)
+                fires, attempts, owners, states, errors = [], [], [], [], []
+                for _, _, (fire, attempt, owner), result in fenced:
                     fires.append(fire)
                     attempts.append(attempt)
                     owners.append(owner)
-                    if result is None:
-                        states.append("succeeded")
-                        errors.append("")
-                    else:
-                        states.append(
-                            "missed"
-                            if result.started_at is None
-                            else ("succeeded" if result.success else "failed")
-                        )
-                        errors.append((result.error or "")[:2048])
+                    states.append(
+                        "missed"
+                        if result.started_at is None
+                        else ("succeeded" if result.success else "failed")
+                    )
+                    errors.append((result.error or "")[:2048])
                 cur = await conn.execute(_FINISH_FIRES, (fires, attempts, owners, states, errors))
                 ok = {r[0] for r in await cur.fetchall()}
-                refused = set(fenced) - ok
+                # a job is refused when none of its finished runs still held its lease
+                refused = {job_id for job_id, _, _, _ in fenced} - ok
             todo = [job_id for job_id in job_ids if job_id not in refused]
-            return await self._patch_jobs(conn, todo, patch, notify=False), refused
+            written = await self._patch_jobs(conn, todo, patch, notify=False)
+            await self._write_history(conn, runs)
+            return written, refused
 
         written, refused = await self._tx("finish", work)
-        for key, _ in fenced.values():
+        for _, key, _, _ in fenced:
             self._held.pop(key)
         if refused:
             self._stats["finishes_refused_total"] += len(refused)
@@ -989,9 +996,18 @@ class PostgresBackend(StoreBackend):
             )
         return written
 
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
+    async def _write_history(
+        self, conn: psycopg.AsyncConnection[TupleRow], runs: RunWrites | None
+    ) -> None:
+        """Run history records (issue 10's interface), when this backend keeps them."""
+
+    async def update_many(
+        self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
+    ) -> builtins.list[Job]:
         async def work(conn: psycopg.AsyncConnection[TupleRow]) -> builtins.list[Job]:
-            return await self._patch_jobs(conn, job_ids, patch, notify=True)
+            written = await self._patch_jobs(conn, job_ids, patch, notify=True)
+            await self._write_history(conn, runs)
+            return written
 
         return await self._tx("update", work)
 

@@ -45,6 +45,14 @@ def job(job_id: str, *, due: datetime | None = None, cron: str = "", **meta: str
     return j
 
 
+def fired(at: datetime | None) -> ExecutionResult:
+    """A successful result of the run for the fire at ``at``."""
+    result = ExecutionResult.ok()
+    result.started_at = datetime.now(UTC)
+    result.scheduled_at = at
+    return result
+
+
 def running(j: Job) -> Job:
     j.status = JobStatus.RUNNING
     j.next_run_at = None
@@ -220,7 +228,7 @@ async def test_a_fire_that_already_ran_is_not_run_again(make: Callable[..., Any]
     await b.save(job("once", due=due))
     now = await b.now()
     assert [j.id for j in await b.claim_due(now, 10, running)] == ["once"]
-    await b.finish_runs(["once"], finished({"once": ExecutionResult.ok()}), {})
+    await b.finish_runs(["once"], finished({"once": ExecutionResult.ok()}), {"once": [fired(due)]})
     # something puts the job back on the same fire time (a re-save, a restored backup):
     # the unique (job, fire time) key keeps it from running twice
     await b.save(job("once", due=due))
@@ -255,6 +263,9 @@ async def test_a_late_finish_after_the_lease_was_taken_back_is_refused(
     a = await make(lease=30)
     b = await make(lease=30)
     await a.save(job("j", cron="*/5 * * * * *"))
+    stored = await a.get("j")
+    assert stored is not None
+    ok = fired(stored.next_run_at)
     claimed = await a.claim_due(await a.now(), 10, running, owner="node-a")
     assert [j.id for j in claimed] == ["j"]
     # a stalls (its node thread stops renewing) and its lease runs out: b's reaper takes
@@ -269,9 +280,7 @@ async def test_a_late_finish_after_the_lease_was_taken_back_is_refused(
     assert taken is not None and taken.status == JobStatus.ENABLED
     assert taken.last_error == "interrupted: lease expired on node node-a"
     with capture_logs() as logs:
-        written = await a.finish_runs(
-            ["j"], finished({"j": ExecutionResult.ok()}), {"j": ExecutionResult.ok()}
-        )
+        written = await a.finish_runs(["j"], finished({"j": ExecutionResult.ok()}), {"j": [ok]})
     assert written == []
     assert any(e["event"] == "postgres.finish_refused" for e in logs)
     after = await a.get("j")
