@@ -48,6 +48,24 @@ MIGRATIONS: tuple[str, ...] = (
         info jsonb NOT NULL DEFAULT '{}'
     );
     """,
+    # 2: run history (issue 10): one row per run record, keyed by (job id, run id); the
+    #    record's JSON is the row, with the columns its queries filter on.
+    """
+    CREATE TABLE omnicron_runs (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        run_id text NOT NULL,
+        job_id text NOT NULL,
+        outcome text NOT NULL,
+        owner text NOT NULL DEFAULT '',
+        scheduled_at timestamptz NOT NULL,
+        recorded_at timestamptz NOT NULL,
+        data text NOT NULL,
+        CONSTRAINT omnicron_runs_key UNIQUE (job_id, run_id)
+    );
+    CREATE INDEX omnicron_runs_job ON omnicron_runs (job_id, seq);
+    CREATE INDEX omnicron_runs_running ON omnicron_runs (seq) WHERE outcome = 'running';
+    CREATE INDEX omnicron_runs_age ON omnicron_runs (recorded_at);
+    """,
 )
 
 

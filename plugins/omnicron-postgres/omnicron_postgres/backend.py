@@ -50,6 +50,8 @@ from omnicron_core.plugin import (
     Job,
     JobPatch,
     JobStatus,
+    RunOutcome,
+    RunRecord,
     RunWrites,
     StoreBackend,
     StoreError,
@@ -58,6 +60,7 @@ from omnicron_core.plugin import (
     get_logger,
 )
 
+from . import _history
 from ._schema import ADVISORY_CLASS, MIGRATIONS, migrate_sql_lock_key
 from ._settings import PgSettings, default_node_id, parse_settings
 
@@ -605,6 +608,15 @@ class PostgresBackend(StoreBackend):
                     job.status = JobStatus.DISABLED
                     job.next_run_at = None
                 changed.append(job)
+            interrupted = [(r[1], r[2], e) for r, st, e in zip(rows, states, errors, strict=True)]
+            conn.execute(
+                _history.INTERRUPT_RECORDS,
+                (
+                    [j for j, _, _ in interrupted],
+                    [t for _, t, _ in interrupted],
+                    [f"interrupted: {e}" for _, _, e in interrupted],
+                ),
+            )
             conn.execute(
                 "UPDATE omnicron_fires f SET state = u.state, error = u.error, "
                 "finished_at = CASE WHEN u.state = 'retrying' THEN NULL ELSE now() END, "
@@ -999,7 +1011,68 @@ class PostgresBackend(StoreBackend):
     async def _write_history(
         self, conn: psycopg.AsyncConnection[TupleRow], runs: RunWrites | None
     ) -> None:
-        """Run history records (issue 10's interface), when this backend keeps them."""
+        """Run history records (issue 10's interface), in the caller's transaction."""
+        await _history.write_runs(conn, runs)
+
+    # -- run history ----------------------------------------------------------------------
+
+    keeps_history = True
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 20,
+        before: int | None = None,
+        outcome: RunOutcome | None = None,
+    ) -> builtins.list[RunRecord]:
+        query, args = _history.history_query(job_id, limit, before, outcome)
+        rows = await self._query("history", query, args)
+        return [_history.decode(seq, data) for seq, data in rows]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        job_id = run_id.rpartition("@")[0]
+        rows = await self._query(
+            "history",
+            "SELECT seq, data FROM omnicron_runs WHERE job_id = %s AND run_id = %s",
+            (job_id, run_id),
+        )
+        if not rows and not job_id:
+            rows = await self._query(
+                "history", "SELECT seq, data FROM omnicron_runs WHERE run_id = %s", (run_id,)
+            )
+        return _history.decode(*rows[0]) if rows else None
+
+    async def count_runs(self, job_id: str | None = None) -> int:
+        if job_id is None:
+            rows = await self._query("history", "SELECT count(*) FROM omnicron_runs")
+        else:
+            rows = await self._query(
+                "history", "SELECT count(*) FROM omnicron_runs WHERE job_id = %s", (job_id,)
+            )
+        return int(rows[0][0])
+
+    async def running_runs(self, limit: int, *, owner: str = "") -> builtins.list[RunRecord]:
+        """Records still `running` that nobody holds: written by ``owner`` (a restart), or
+        whose fire is no longer in flight (its lease was taken back)."""
+        rows = await self._query("history", _history.RUNNING, (owner, limit))
+        return [_history.decode(seq, data) for seq, data in rows]
+
+    async def prune_runs(
+        self,
+        *,
+        job_ids: Sequence[str] = (),
+        keep_last: int | None = None,
+        older_than: datetime | None = None,
+        limit: int = 1000,
+    ) -> int:
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> int:
+            cur = await conn.execute(
+                _history.PRUNE, _history.prune_args(job_ids, keep_last, older_than, limit)
+            )
+            return cur.rowcount
+
+        return await self._tx("prune", work, atomic=False)
 
     async def update_many(
         self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
