@@ -19,8 +19,11 @@ from omnicron_core import Action, ExecutionResult, Job, JobStatus, JobValidation
 from omnicron_core._duration import Duration
 from omnicron_core._models import decode_job, encode_job, job_to_builtins
 from omnicron_core._runs import (
+    ERROR_EXCERPT_CHARS,
+    OUTPUT_EXCERPT_BYTES,
     Policy,
     RetryPolicy,
+    RunCounts,
     RunOutcome,
     RunRecord,
     deterministic_jitter,
@@ -905,3 +908,38 @@ async def test_bad_policy_on_update_is_located_and_nothing_is_saved(make: Make) 
         await s.update_job(neg)
     assert info.value.field == "policy.timeout"
     assert (await s.get_job("j")).policy == Policy(max_runs=5)
+
+
+async def test_retention_prunes_in_the_background(make: Make, clock: Clock) -> None:
+    s = make(Gate(block=False), history_keep=2, history_prune_interval=timedelta(milliseconds=5))
+    await s.add_job(job())
+    for minute in range(1, 6):
+        clock.set(m(minute))
+        await s.run_due()
+        await s.wait_idle()
+    assert await s.store.count_runs("j") == 5
+    await s.start()  # nothing else is due at the standing clock; the prune task runs
+    async with asyncio.timeout(10):
+        while await s.store.count_runs("j") > 2:
+            await asyncio.sleep(0.005)
+    assert [r.scheduled_at for r in await s.history("j")] == [m(5), m(4)]
+    assert (await s.get_job("j")).counts == RunCounts(started=5, succeeded=5)
+
+
+async def test_records_keep_a_bounded_excerpt_of_output_and_error(make: Make, clock: Clock) -> None:
+    async def loud(j: Job) -> ExecutionResult:
+        if j.id == "out":
+            return ExecutionResult.ok({"text": "é" * 10_000})
+        return ExecutionResult.failed("x" * 10_000)
+
+    s = make(loud)
+    await s.add_job(job("out"))
+    await s.add_job(job("err"))
+    clock.set(m(1))
+    await s.run_due()
+    await s.wait_idle()
+    (out,) = await s.history("out")
+    (err,) = await s.history("err")
+    assert 0 < len(out.output.encode()) <= OUTPUT_EXCERPT_BYTES
+    assert out.output.startswith('{"text":"éé')
+    assert 0 < len(err.error) <= ERROR_EXCERPT_CHARS and err.error.startswith("xxx")
