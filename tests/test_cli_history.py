@@ -120,7 +120,7 @@ def test_show_and_describe_preview_within_the_bounds(project: Path) -> None:
     )
     ok("jobs", "add", "-", cwd=project, stdin=json.dumps(bounded))
     described = json.loads(ok("jobs", "describe", "report", "--json", cwd=project))
-    assert described["next_fires"] == ["2030-01-01T00:00:00+00:00", "2030-01-01T01:00:00+00:00"]
+    assert described["next_fires"] == ["2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z"]
     shown = ok("jobs", "show", "report", cwd=project)
     block = shown.split("next runs:")[1].split("last run:")[0]
     assert block.count("2030-01-01") == 2, shown  # not three hourly times from now

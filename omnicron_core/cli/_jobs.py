@@ -856,7 +856,7 @@ def describe(
         echo_json(
             {
                 "job": job_to_builtins(described.job),
-                "next_fires": [t.isoformat() for t in described.next_fires],
+                "next_fires": msgspec.to_builtins(described.next_fires),  # as the job's times
                 "recent_runs": [record_to_builtins(r) for r in recent],
             }
         )
