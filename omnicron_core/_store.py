@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import builtins
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -15,9 +15,33 @@ from ._errors import JobNotFoundError, StoreError
 from ._models import Job, JobStatus, decode_job, fast_encode
 from ._plugins import Registry
 
-__all__ = ["DEFAULT_STORE_URL", "Store", "StoreConfig"]
+if TYPE_CHECKING:
+    from ._plugins import StoreBackendSpec
+
+__all__ = ["DEFAULT_STORE_URL", "Store", "StoreConfig", "backend_spec_for", "make_backend"]
 
 DEFAULT_STORE_URL = "sqlite:///omnicron.db"
+
+
+def backend_spec_for(url: str, specs: Mapping[str, StoreBackendSpec]) -> StoreBackendSpec:
+    """The registration whose scheme ``url`` names (the one scheme lookup of omnicron), or a
+    :class:`StoreError` listing the installed schemes."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    spec = specs.get(scheme)
+    if spec is None:
+        known = ", ".join(f"{s}://" for s in sorted(specs)) or "none"
+        what = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise StoreError(f"no store backend for URL {url!r} ({what}); installed schemes: {known}")
+    return spec
+
+
+def make_backend(
+    url: str, options: Mapping[str, Any] | None = None, registry: Registry | None = None
+) -> StoreBackend:
+    """Build (not open) the backend for ``url`` from the installed plugins. Factories only
+    parse the URL and options, so this has no side effects (``omnicron validate`` calls it)."""
+    specs = (registry or Registry()).backends
+    return backend_spec_for(url, specs).factory(url, dict(options or {}))
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -61,15 +85,7 @@ class Store:
         return self._backend
 
     def _make_backend(self) -> StoreBackend:
-        url = self.config.url
-        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-        registry = self._registry or Registry()
-        specs = registry.backends
-        spec = specs.get(scheme)
-        if spec is None:
-            known = ", ".join(f"{s}://" for s in sorted(specs))
-            raise StoreError(f"no store backend for URL {url!r}; installed schemes: {known}")
-        return spec.factory(url, self.config.options)
+        return make_backend(self.config.url, self.config.options, self._registry)
 
     async def open(self) -> None:
         if not self._opened:

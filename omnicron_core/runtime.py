@@ -43,7 +43,7 @@ from ._models import Job
 from ._plugins import ENTRY_POINT_GROUP, Registry, get_plugin_manager
 from ._schedule import resolve_zone
 from ._scheduler import Scheduler, SchedulerConfig
-from ._store import Store, StoreConfig
+from ._store import Store, StoreConfig, backend_spec_for
 from ._validation import validate_job
 
 if TYPE_CHECKING:
@@ -94,10 +94,6 @@ class ReconcileReport:
             f"{len(self.added)} added, {len(self.updated)} updated, "
             f"{len(self.removed)} removed, {len(self.unchanged)} unchanged"
         )
-
-
-def _store_scheme(url: str) -> str:
-    return url.split(":", 1)[0].lower() if ":" in url else ""
 
 
 def _plugin_names(pm: pluggy.PluginManager) -> set[str]:
@@ -178,18 +174,9 @@ def _check_store(config: Config, registry: Registry) -> list[ConfigError]:
         specs = registry.backends
     except PluginError as exc:
         return [ConfigError(str(exc), field="scheduler.store")]
-    spec = specs.get(_store_scheme(url))
-    if spec is None:
-        known = ", ".join(f"{s}://" for s in sorted(specs))
-        return [
-            ConfigError(
-                f"no store backend for URL {url!r}; installed schemes: {known}",
-                field="scheduler.store",
-            )
-        ]
     try:
         # Factories parse the URL and options only; the store is opened later.
-        spec.factory(url, config.scheduler.store_options)
+        backend_spec_for(url, specs).factory(url, dict(config.scheduler.store_options))
     except (StoreError, ValueError) as exc:
         return [ConfigError(str(exc), field="scheduler.store")]
     return []
