@@ -8,6 +8,7 @@ import inspect
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,12 @@ from typing import Any
 
 import structlog
 
-from ._errors import JobNotFoundError, JobValidationError, SchedulerAlreadyRunningError
+from ._errors import (
+    JobNotFoundError,
+    JobValidationError,
+    SchedulerAlreadyRunningError,
+    StoreError,
+)
 from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo
 from ._schedule import first_fire, next_fire_after, resolve_zone
@@ -51,6 +57,11 @@ class SchedulerConfig:
       seconds before the loop re-reads the earliest fire time (one indexed query), so a job
       added by another process (``omnicron jobs add``) is not missed. Changes made through
       this scheduler always wake it at once.
+    - ``store_error_window``: seconds a *permanent* store error (read-only, damaged, full,
+      missing: :attr:`StoreError.transient` is False) may last before the scheduler stops
+      firing and reports it in :attr:`Scheduler.failure` (``omnicron run`` then exits 1).
+      Transient errors (busy, locked) are retried for as long as they last.
+    - ``owner``: this scheduler's name on a shared store (``host:pid``).
     """
 
     store: Store | None = None
@@ -62,6 +73,7 @@ class SchedulerConfig:
     shutdown_grace: float = 30.0
     misfire_grace: timedelta | None = None
     external_check: float = 1.0
+    store_error_window: float = 30.0
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -89,6 +101,12 @@ class Scheduler:
         # The per-run logger is bound when the scheduler starts (after the host configured
         # structlog), so the fire path does not rebuild it through the lazy proxy each time.
         self._run_log: Any = _log
+        # store trouble: when the current run of permanent errors began (monotonic), the
+        # error that made the scheduler give up, and run results that could not be saved
+        self._trouble_since: float | None = None
+        self._failure: StoreError | None = None
+        self._failed: asyncio.Event | None = None
+        self._unsaved = 0
 
     # -- configuration ------------------------------------------------------------------
 
@@ -102,6 +120,46 @@ class Scheduler:
 
     def is_running(self) -> bool:
         return self._running
+
+    @property
+    def failure(self) -> StoreError | None:
+        """The store error that stopped the scheduler firing (a permanent error that outlasted
+        ``store_error_window``), or ``None``. Call :meth:`stop` after it is set."""
+        return self._failure
+
+    async def wait_failure(self) -> StoreError:
+        """Wait until the store fails for good (see :attr:`failure`) and return the error."""
+        while self._failure is None:
+            if self._failed is None:
+                self._failed = asyncio.Event()
+            await self._failed.wait()
+        return self._failure
+
+    @property
+    def state_saved(self) -> bool:
+        """False when the run state of some finished runs could not be written (they stay
+        ``running`` in the store; the next start recovers them)."""
+        return self._unsaved == 0
+
+    def _store_trouble(self, what: str, exc: Exception) -> bool:
+        """Log a failed store call; True when the scheduler must give up (a permanent error
+        that has lasted ``store_error_window``)."""
+        transient = isinstance(exc, StoreError) and exc.transient
+        error = exc.message if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+        _log.error(f"store.{what}_failed", error=error, transient=transient)
+        if transient:
+            return False
+        now = time.monotonic()
+        if self._trouble_since is None:
+            self._trouble_since = now
+        if now - self._trouble_since < self.config.store_error_window:
+            return False
+        failure = exc if isinstance(exc, StoreError) else StoreError(error)
+        self._failure = failure
+        _log.critical("store.failed", error=error, note="the scheduler stopped firing")
+        if self._failed is not None:
+            self._failed.set()
+        return True
 
     def validate(self, job: Job) -> None:
         """Raise :class:`JobValidationError` unless ``job`` could be added as it is
@@ -425,17 +483,15 @@ class Scheduler:
                 # keep the results and retry; after a few tries give up: the jobs stay
                 # `running` in the store and start() recovers them
                 failures += 1
-                _log.error(
-                    "store.write_failed",
-                    runs=len(batch),
-                    attempt=failures,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                if failures >= _WRITE_RETRIES:
-                    return
+                gave_up = self._store_trouble("write", exc)
+                if gave_up or self._failure is not None or failures >= _WRITE_RETRIES:
+                    self._unsaved += len(batch)
+                    _log.error("store.runs_unsaved", runs=len(batch), note="recovered at start")
+                    continue
                 self._pending[:0] = batch
                 await asyncio.sleep(0.5 * failures)
                 continue
+            self._trouble_since = None
             by_id = {j.id: j for j in saved}
             log_runs = self._logs_info()
             for job, result, _ in batch:
@@ -493,8 +549,10 @@ class Scheduler:
                 limit = min(free, claim_batch)
                 try:
                     claimed = await self.store.claim_due(now, limit, mark, owner=self.config.owner)
+                    self._trouble_since = None
                 except Exception as exc:  # a store hiccup must not kill the loop
-                    _log.error("store.claim_failed", error=f"{type(exc).__name__}: {exc}")
+                    if self._store_trouble("claim", exc):
+                        return
                     claimed = []
                     await asyncio.sleep(1.0)
                 for job in claimed:
@@ -505,7 +563,8 @@ class Scheduler:
                 try:
                     next_at = await self.store.next_due_at()
                 except Exception as exc:  # retry soon rather than let the loop die
-                    _log.error("store.read_failed", error=f"{type(exc).__name__}: {exc}")
+                    if self._store_trouble("read", exc):
+                        return
                     next_at = utcnow() + timedelta(seconds=1)
                 delay = max_sleep if next_at is None else (next_at - utcnow()).total_seconds()
             else:
@@ -528,6 +587,12 @@ class Scheduler:
             raise SchedulerAlreadyRunningError()
         self._running = True
         self._stopping = False
+        self._failure = None
+        self._trouble_since = None
+        self._unsaved = 0
+        if self._failed is None:
+            self._failed = asyncio.Event()
+        self._failed.clear()
         try:
             await self.store.open()
             await self._recover()

@@ -80,6 +80,9 @@ class SchedulerSettings(_Section):
     #: Seconds after its fire time past which a run is skipped (recorded as missed);
     #: unset runs every late fire once.
     misfire_grace: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    #: Seconds a permanent store error (read-only, damaged, full, missing) may last before
+    #: ``omnicron run`` stops with exit status 1; busy/locked errors are retried meanwhile.
+    store_error_window: Annotated[float, msgspec.Meta(ge=0)] = SchedulerConfig.store_error_window
     #: Port of the Prometheus ``/metrics`` and ``/healthz`` endpoint; unset serves none,
     #: ``0`` picks a free port.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None

@@ -250,6 +250,7 @@ class Runtime:
                 registry=self.registry,
                 max_concurrency=sched.max_concurrency,
                 shutdown_grace=sched.shutdown_grace,
+                store_error_window=sched.store_error_window,
                 misfire_grace=None
                 if sched.misfire_grace is None
                 else timedelta(seconds=sched.misfire_grace),
@@ -473,7 +474,9 @@ async def serve(runtime: Runtime, options: RunOptions | None = None) -> Reconcil
     """Reconcile, start, run until SIGINT/SIGTERM (or ``run_for``), then stop gracefully.
 
     Stopping takes no new fires, waits up to ``shutdown_grace`` for runs in flight, saves the
-    run state and closes the store.
+    run state (``runtime.scheduler.state_saved`` says whether every write succeeded) and closes
+    the store. A store that fails for good (see ``SchedulerConfig.store_error_window``) stops
+    the run with :class:`StoreError`.
     """
     opts = options or RunOptions()
     loop = asyncio.get_running_loop()
@@ -525,10 +528,25 @@ async def serve(runtime: Runtime, options: RunOptions | None = None) -> Reconcil
             opts.on_started(runtime, report, metrics.url if metrics else None)
         started = time.monotonic()
         _log.info("runtime.running", store=runtime.config.scheduler.store, run_for=opts.run_for)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), opts.run_for)
+        stopped = asyncio.ensure_future(stop.wait())
+        failed = asyncio.ensure_future(runtime.scheduler.wait_failure())
+        try:
+            await asyncio.wait(
+                {stopped, failed}, timeout=opts.run_for, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+            failed.cancel()
         _log.info("runtime.stop", ran_for_s=round(time.monotonic() - started, 3))
         await runtime.scheduler.stop()
+        failure = runtime.scheduler.failure
+        if failure is not None:
+            raise StoreError(
+                f"the store failed and did not recover within "
+                f"{runtime.config.scheduler.store_error_window:g}s "
+                f"(scheduler.store_error_window), so omnicron stopped: {failure.message}",
+                transient=failure.transient,
+            )
         return report
     finally:
         for sig in signals:

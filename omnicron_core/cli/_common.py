@@ -13,10 +13,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .._errors import ConfigError, JobValidationError
-from ..config import DEFAULT_CONFIG_FILE, Config, ConfigErrors, apply_env, load_config, located
+from .._errors import ConfigError
+from ..config import DEFAULT_CONFIG_FILE, Config, ConfigErrors, apply_env, load_config
 from ..logging import LEVELS, configure_logging
 
 T = TypeVar("T")
@@ -103,6 +104,17 @@ def load(path: Path | None, *, store_url: str | None = None) -> Config:
     return config
 
 
+def store_source(config: Config, store_url: str | None) -> str:
+    """Where the store URL of ``config`` came from, for messages."""
+    if store_url:
+        return "from --store"
+    if os.environ.get("OMNICRON_STORE"):
+        return "from OMNICRON_STORE"
+    if config.source:
+        return f"from {config.source}"
+    return "the default: no config file, no --store, no OMNICRON_STORE"
+
+
 def check(path: Path | None, *, store_url: str | None = None) -> tuple[Config, list[ConfigError]]:
     """The config and every problem found in it without starting anything (as many as can be
     found at once: a section that fails to decode is checked no further, the others are)."""
@@ -182,12 +194,11 @@ def fail_config(exc: ConfigError, *, as_json: bool = False) -> NoReturn:
 
 
 def fail(message: str) -> NoReturn:
-    stderr().print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    # the message is plain text (it may quote user data or `[[jobs]]`), only the prefix is markup
+    stderr().print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True
+    )
     raise SystemExit(1)
-
-
-def fail_job(exc: JobValidationError | msgspec.ValidationError, prefix: str = "") -> NoReturn:
-    fail(str(located(exc, prefix)))
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -40,6 +40,7 @@ from ._common import (
     stderr,
     stdout,
     store_option,
+    store_source,
 )
 
 T = TypeVar("T")
@@ -50,8 +51,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 def jobs() -> None:
     """Manage the jobs of the configured store (list, add, update, remove, ...).
 
-    Works while `omnicron run` is running on the same store; the service picks up changes
-    made here within a minute (at its next wake-up).
+    Works while `omnicron run` is running on the same store (SQLite, PostgreSQL); the service
+    picks up changes made here within about a second (scheduler external_check). A store
+    whose backend cannot take a second writer (memory://) is refused for changes. Reading
+    commands never create a store.
     """
 
 
@@ -64,7 +67,11 @@ def _with_runtime(
     config_path: Path | None,
     store_url: str | None,
     work: Callable[[Runtime], Awaitable[T]],
+    *,
+    writes: bool = True,
 ) -> T:
+    """Run ``work`` against the configured store. A read (``writes=False``) never creates
+    the store; a write is refused on a backend that declares no other writers."""
     config: Config = load(config_path, store_url=store_url)
     setup_logging(ctx, config)
     try:
@@ -74,6 +81,21 @@ def _with_runtime(
 
     async def go() -> T:
         try:
+            backend = runtime.store.backend
+            url = config.scheduler.store
+            if not writes and not await backend.exists():
+                fail(
+                    f"store {url} ({store_source(config, store_url)}) does not exist; "
+                    "nothing to read (it is created by `omnicron run` or `omnicron jobs add`; "
+                    "pass --store or -c to use another)"
+                )
+            if writes and not backend.external_writers:
+                fail(
+                    f"store {url} does not accept changes from another process (its backend "
+                    "declares no other writers), so a change made here could be lost or "
+                    "never seen by `omnicron run`; declare the job in the config's [[jobs]] "
+                    "or change it through the running scheduler (agent tools, API)"
+                )
             return await work(runtime)
         finally:
             await runtime.close()
@@ -139,7 +161,7 @@ def list_(
     async def work(rt: Runtime) -> tuple[list[Job], Runtime]:
         return await (rt.store.list_by_status(status) if status else rt.store.list()), rt
 
-    found, rt = _with_runtime(ctx, config_path, store_url, work)
+    found, rt = _with_runtime(ctx, config_path, store_url, work, writes=False)
     if as_json:
         echo_raw_json(encode_jobs(found))
         return
@@ -164,7 +186,7 @@ def show(
     async def work(rt: Runtime) -> tuple[Job, Runtime]:
         return await rt.store.get(job_id), rt
 
-    job, rt = _with_runtime(ctx, config_path, store_url, work)
+    job, rt = _with_runtime(ctx, config_path, store_url, work, writes=False)
     if as_json:
         echo_raw_json(encode_job(job))
         return
@@ -548,7 +570,7 @@ def export_(
     async def work(rt: Runtime) -> list[Job]:
         return await rt.store.list()
 
-    found = _with_runtime(ctx, config_path, store_url, work)
+    found = _with_runtime(ctx, config_path, store_url, work, writes=False)
     data = encode_jobs(found)
     if output is None:
         echo_raw_json(data)
