@@ -687,7 +687,16 @@ class StoreBackendContract:
                 proc = self.child(store_target, "write", count=30)
                 out = await asyncio.to_thread(self.finish, proc)
                 assert out.strip().endswith("done")
-                await asyncio.wait_for(all_fired.wait(), 60)
+                seen = {j.id for j in await b.list()}
+                missing = {f"child-{i:03d}" for i in range(2, 30)} - seen
+                assert not missing, f"jobs saved by the other process are lost: {sorted(missing)}"
+                try:
+                    await asyncio.wait_for(all_fired.wait(), 30)
+                except TimeoutError:
+                    pytest.fail(
+                        "the scheduler did not fire the other process's due jobs within 30 s; "
+                        f"fired: {sorted(fired)}"
+                    )
             finally:
                 await sched.stop()
             assert "child-001" not in fired or fired["child-001"] <= 1
