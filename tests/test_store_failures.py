@@ -425,3 +425,22 @@ def test_timers_stay_on_time_while_another_process_holds_the_write_lock(tmp_path
     assert len([at for at, _ in fires if locked_at <= at <= released_at]) >= 20
     # the loop was never blocked for anything near the lock's duration
     assert max(during) < hold / 2, max(during)
+
+
+def test_a_full_disk_is_a_permanent_store_error(tmp_path: Path) -> None:
+    """SQLITE_FULL, produced for real by capping the file's page count."""
+
+    async def go() -> None:
+        store = Store(StoreConfig(url=f"sqlite:///{tmp_path / 'jobs.db'}"))
+        await store.open()
+        backend = store.backend
+        (pages,) = backend.db.execute("PRAGMA page_count").fetchone()  # type: ignore[attr-defined]
+        backend.db.execute(f"PRAGMA max_page_count={pages + 2}")  # type: ignore[attr-defined]
+        with pytest.raises(StoreError) as info:
+            await store.save_many(many_jobs(200))
+        assert info.value.transient is False
+        assert "full" in info.value.message and "free space" in info.value.message
+        assert await store.count() == 0  # all or nothing
+        await store.close()
+
+    asyncio.run(go())
