@@ -511,6 +511,32 @@ class StoreBackendContract:
 
         self.run(store_target, scenario)
 
+    def test_concurrent_claims_in_one_process_never_share_a_job(
+        self, store_target: StoreTarget
+    ) -> None:
+        """Claims from several tasks at once (one backend object) take each due job once."""
+
+        async def scenario(b: StoreBackend) -> None:
+            past = _now() - timedelta(minutes=1)
+            await b.save_many(
+                [
+                    make_test_job(f"j{i:03d}", next_run_at=past + timedelta(milliseconds=i))
+                    for i in range(120)
+                ]
+            )
+
+            async def claimer() -> list[str]:
+                taken: list[str] = []
+                while got := await b.claim_due(_now(), 7, _mark):
+                    taken += [j.id for j in got]
+                return taken
+
+            results = await asyncio.gather(*(claimer() for _ in range(4)))
+            both = [job_id for taken in results for job_id in taken]
+            assert sorted(both) == [f"j{i:03d}" for i in range(120)], "a job claimed twice"
+
+        self.run(store_target, scenario)
+
     def test_next_due_at_is_the_earliest_enabled_fire(self, store_target: StoreTarget) -> None:
         """``next_due_at`` is the minimum ``next_run_at`` among enabled jobs, or None; it
         follows saves, deletes, disables and patches."""
