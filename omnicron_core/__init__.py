@@ -10,7 +10,9 @@ from ._errors import (
     PluginError,
     SchedulerAlreadyRunningError,
     StoreError,
+    describe_error,
 )
+from ._limits import AGENT_ORIGIN, JobLimits
 from ._models import (
     Action,
     ActionType,
@@ -40,6 +42,7 @@ from ._store import DEFAULT_STORE_URL, Store, StoreConfig
 from .hookspecs import hookimpl
 
 __all__ = [
+    "AGENT_ORIGIN",
     "DEFAULT_STORE_URL",
     "Action",
     "ActionExecutor",
@@ -49,6 +52,7 @@ __all__ = [
     "ExecutionHandler",
     "ExecutionResult",
     "Job",
+    "JobLimits",
     "JobNotFoundError",
     "JobPatch",
     "JobStatus",
@@ -69,6 +73,7 @@ __all__ = [
     "StoreError",
     "decode_job",
     "decode_jobs",
+    "describe_error",
     "encode_job",
     "encode_jobs",
     "format_go_duration",

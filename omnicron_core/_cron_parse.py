@@ -9,6 +9,7 @@ import calendar
 from dataclasses import dataclass
 
 from omnicron_core._errors import JobValidationError
+from omnicron_core._limits import quote
 
 __all__ = [
     "DOW_NAMES",
@@ -55,7 +56,7 @@ def _number(field: int, text: str, whole: str) -> int:
             hint = f"a number {lo}-{hi} (0 and 7 are Sunday) or a name SUN-SAT"
         else:
             hint = f"a number {lo}-{hi}"
-        shown = f"{text!r} in {whole!r}" if text != whole else repr(text)
+        shown = f"{quote(text)} in {quote(whole)}" if text != whole else quote(text)
         raise _fail(field, f"has {shown}; expected {hint}")
     return int(text)
 
@@ -80,29 +81,29 @@ def _parse(field: int, s: str, whole: str) -> set[Item]:
         result: set[Item] = set()
         for term in s.split(","):
             if term == "":
-                raise _fail(field, f"has an empty list item in {whole!r}")
+                raise _fail(field, f"has an empty list item in {quote(whole)}")
             result |= _parse(field, term, whole)
         return result
     if field == DOW and "L" in s:
         value = s[:-1]
         if not s.endswith("L") or value == "" or not set(value) <= _DIGITS:
             raise _fail(
-                field, f"has {s!r}; 'L' must follow a weekday number, as in '5L' (last Friday)"
+                field, f"has {quote(s)}; 'L' must follow a weekday number, as in '5L' (last Friday)"
             )
         return {(_value(field, value, whole), LAST)}
     if field == DOW and "#" in s:
         term, nth_text = s.split("#", 1)
         nth = _number(field, nth_text, whole)
         if not 1 <= nth <= 5:
-            raise _fail(field, f"has {s!r}; the week number after '#' must be 1-5")
+            raise _fail(field, f"has {quote(s)}; the week number after '#' must be 1-5")
         return {(_value(field, term, whole), nth)}
     if "/" in s:
         term, step_text = s.split("/", 1)
         if step_text == "" or not set(step_text) <= _DIGITS:
-            raise _fail(field, f"has {s!r}; the step after '/' must be a positive number")
+            raise _fail(field, f"has {quote(s)}; the step after '/' must be a positive number")
         step = int(step_text)
         if step == 0:
-            raise _fail(field, f"has step 0 in {s!r}; step must be at least 1")
+            raise _fail(field, f"has step 0 in {quote(s)}; step must be at least 1")
         items = _parse(field, term, whole)
         if items in ({LAST}, {LAST_WEEKDAY}):
             return items  # cronsim ignores a step on L / LW
@@ -116,7 +117,7 @@ def _parse(field: int, s: str, whole: str) -> set[Item]:
         start = _value(field, start_text, whole)
         end = _value(field, end_text, whole)
         if end < start:
-            raise _fail(field, f"has range {s!r} whose start is after its end")
+            raise _fail(field, f"has range {quote(s)} whose start is after its end")
         return set(range(start, end + 1))
     if field == DOM and s == "LW":
         return {LAST_WEEKDAY}
@@ -227,5 +228,5 @@ def parse_fields(parts: list[str], expr: str) -> Fields:
         and not (fields.last_day or fields.last_weekday)
         and min(days) > max(_DAYS_IN_MONTH[m] for m in fields.months)
     ) or not fields.can_fire():
-        raise CronError(f"cron expression {expr!r} can never fire")
+        raise CronError(f"cron expression {quote(expr)} can never fire")
     return fields

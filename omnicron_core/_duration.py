@@ -6,6 +6,8 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from ._limits import quote
+
 __all__ = ["Duration", "format_go_duration", "parse_go_duration"]
 
 _NS = 1
@@ -40,7 +42,7 @@ def parse_go_duration(text: str, *, allow_days: bool = False) -> int:
     units = dict(_UNITS, d=_D) if allow_days else _UNITS
     allowed = ", ".join(u for u in units if u not in ("\u03bcs",))
     if not isinstance(text, str):
-        raise ValueError(f"invalid duration {orig!r}: expected a string such as '1h30m'")
+        raise ValueError(f"invalid duration {quote(orig)}: expected a string such as '1h30m'")
     s = text.strip()
     if s == "":
         raise ValueError(
@@ -53,19 +55,19 @@ def parse_go_duration(text: str, *, allow_days: bool = False) -> int:
     if s == "0":
         return 0
     if not s:
-        raise ValueError(f"invalid duration {orig!r}")
+        raise ValueError(f"invalid duration {quote(orig)}")
     total = 0
     pos = 0
     while pos < len(s):
         m = _TOKEN.match(s, pos)
         if not m or (m.group(1) == "" and not m.group(2)):
             raise ValueError(
-                f"invalid duration {orig!r}: expected numbers with units ({allowed}), e.g. '1h30m'"
+                f"invalid duration {quote(orig)}: expected numbers with units ({allowed}), e.g. '1h30m'"
             )
         whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
         if unit not in units:
             raise ValueError(
-                f"invalid duration {orig!r}: unknown unit {unit!r}; allowed: {allowed}"
+                f"invalid duration {quote(orig)}: unknown unit {quote(unit)}; allowed: {allowed}"
             )
         scale = units[unit]
         value = int(whole or "0") * scale
@@ -73,7 +75,7 @@ def parse_go_duration(text: str, *, allow_days: bool = False) -> int:
             value += int(frac) * scale // 10 ** len(frac)
         total += value
         if total > _MAX_NS:
-            raise ValueError(f"invalid duration {orig!r}: overflows 2^63-1 nanoseconds")
+            raise ValueError(f"invalid duration {quote(orig)}: overflows 2^63-1 nanoseconds")
         pos = m.end()
     return sign * total
 

@@ -10,6 +10,7 @@ __all__ = [
     "PluginError",
     "SchedulerAlreadyRunningError",
     "StoreError",
+    "describe_error",
 ]
 
 
@@ -78,3 +79,19 @@ class ConfigError(OmnicronError, ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.message = message
         self.field = field
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as a one-line message for a run's ``error``.
+
+    omnicron's own errors (and those of its plugins) read as their message. Others that only
+    make sense with their type (``KeyError('location')`` would read ``'location'``) get it
+    in front, as does any exception without a message."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    if isinstance(exc, OmnicronError) or type(exc).__module__.startswith("omnicron"):
+        return text
+    if isinstance(exc, LookupError | AttributeError | TypeError | AssertionError):
+        return f"{type(exc).__name__}: {text}"
+    return text

@@ -104,6 +104,11 @@ class Job(_Base):
     schedule: Schedule = msgspec.field(default_factory=Schedule)
     action: Action = msgspec.field(default_factory=lambda: Action(type=""))
     owner_principal: str = ""
+    #: ``"agent"`` when the job was created or changed through the agent tools (the skill or
+    #: the MCP server); ``""`` for operators' jobs (API, config, CLI). ``${env:}`` secrets
+    #: resolve only in operators' jobs, and an update never clears the mark. Any other value
+    #: is refused when a job is added; a stored one still decodes (and counts as an agent's).
+    origin: str = ""
     status: JobStatus = JobStatus.ENABLED
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
@@ -220,6 +225,7 @@ _ORDER = (
     "schedule",
     "action",
     "owner_principal",
+    "origin",
     "status",
     "created_at",
     "updated_at",

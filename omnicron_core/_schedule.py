@@ -14,6 +14,8 @@ from ._errors import JobValidationError
 from ._models import Job, Schedule
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "first_fire",
     "local_zone",
     "next_fire_after",
@@ -23,6 +25,12 @@ __all__ = [
 ]
 
 _US = timedelta(microseconds=1)
+
+#: The range of times a schedule may name. Every zone can show any instant in it (the
+#: largest UTC offsets are +14h and -12h; ``datetime`` ends at year 9999), with room for the
+#: arithmetic of fire times; a job outside it could be saved but never listed.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @functools.lru_cache(maxsize=512)
@@ -87,10 +95,19 @@ def validate_schedule(schedule: Schedule, location: tzinfo | None = None) -> Non
                 f"interval {schedule.interval} is too short; the minimum is 1ms",
                 field="schedule.interval",
             )
-    elif schedule.once is not None and schedule.once.tzinfo is None:
-        raise JobValidationError(
-            "once must be an RFC 3339 time with a zone offset", field="schedule.once"
-        )
+    elif schedule.once is not None:
+        once = schedule.once
+        if once.tzinfo is None:
+            raise JobValidationError(
+                "once must be an RFC 3339 time with a zone offset", field="schedule.once"
+            )
+        if not EARLIEST <= once < LATEST:
+            shown = once.isoformat() if once.utcoffset() is not None else str(once)
+            raise JobValidationError(
+                f"once time {shown} is outside the supported range; give a time from "
+                f"{EARLIEST:%Y-%m-%d} up to (not including) {LATEST:%Y-%m-%d}",
+                field="schedule.once",
+            )
 
 
 def _interval_after(anchor: datetime, interval_ns: int, after: datetime) -> datetime:

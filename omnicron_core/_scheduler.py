@@ -22,7 +22,9 @@ from ._errors import (
     JobValidationError,
     SchedulerAlreadyRunningError,
     StoreError,
+    describe_error,
 )
+from ._limits import JobLimits
 from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo
 from ._schedule import first_fire, next_fire_after, resolve_zone
@@ -62,6 +64,7 @@ class SchedulerConfig:
       firing and reports it in :attr:`Scheduler.failure` (``omnicron run`` then exits 1).
       Transient errors (busy, locked) are retried for as long as they last.
     - ``owner``: this scheduler's name on a shared store (``host:pid``).
+    - ``limits``: size bounds on every job added or updated (:class:`JobLimits`).
     """
 
     store: Store | None = None
@@ -75,6 +78,7 @@ class SchedulerConfig:
     external_check: float = 1.0
     store_error_window: float = 30.0
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    limits: JobLimits = field(default_factory=JobLimits)
 
 
 class Scheduler:
@@ -165,13 +169,21 @@ class Scheduler:
         """Raise :class:`JobValidationError` unless ``job`` could be added as it is
         (executors' synchronous checks; :meth:`add_job` also awaits their I/O-bound ones)."""
         validate_job(
-            job, self.registry, self.location, handler_runs_actions=self._handler is not None
+            job,
+            self.registry,
+            self.location,
+            handler_runs_actions=self._handler is not None,
+            limits=self.config.limits,
         )
 
     async def validate_async(self, job: Job) -> None:
         """:meth:`validate` with the executors' add-time checks awaited (e.g. DNS for SSRF)."""
         await validate_job_async(
-            job, self.registry, self.location, handler_runs_actions=self._handler is not None
+            job,
+            self.registry,
+            self.location,
+            handler_runs_actions=self._handler is not None,
+            limits=self.config.limits,
         )
 
     # -- time ---------------------------------------------------------------------------
@@ -260,15 +272,22 @@ class Scheduler:
 
     async def update_job(self, job: Job) -> Job:
         """Replace a job's definition, keeping its run state. A job whose schedule is
-        unchanged keeps its next fire time. :class:`JobNotFoundError` for an unknown id."""
+        unchanged keeps its next fire time. :class:`JobNotFoundError` for an unknown id.
+
+        A job an agent made stays marked (``origin``) whatever the update says."""
         now = utcnow()
         candidate = job.copy()
         candidate.updated_at = now
         if candidate.status == JobStatus.RUNNING:
             candidate.status = JobStatus.ENABLED
+        if not candidate.origin:
+            with contextlib.suppress(JobNotFoundError):
+                candidate.origin = (await self.store.get(candidate.id)).origin
         await self.validate_async(candidate)
 
-        def patch(cur: Job) -> Job:
+        def patch(cur: Job) -> Job | None:
+            if cur.origin and not candidate.origin:
+                return None  # marked between our read and this write: refuse, below
             new = candidate.copy()
             new.created_at = cur.created_at or now
             new.run_count, new.last_run_at, new.last_error = (
@@ -288,8 +307,12 @@ class Scheduler:
 
         saved = await self.store.update(candidate.id, patch)
         if saved is None:
+            current = await self.store.get(candidate.id)  # JobNotFoundError for an unknown id
+            if current.origin and not candidate.origin:
+                return await self.update_job(job)  # re-validate with the agent mark
             raise JobNotFoundError(job.id)
         self._copy_state(saved, job)
+        job.origin = saved.origin
         self._poke_for(saved.next_run_at)
         self._changed(saved, "updated")
         return saved
@@ -386,9 +409,7 @@ class Scheduler:
         except JobValidationError as exc:
             result = ExecutionResult.failed(exc.message)
         except Exception as exc:
-            result = ExecutionResult.failed(
-                f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
-            )
+            result = ExecutionResult.failed(describe_error(exc))
         finished = utcnow()
         result.started_at = started
         result.finished_at = finished

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from ._errors import JobValidationError
+from ._limits import AGENT_ORIGIN, JobLimits, check_env_free, check_job_limits, is_agent_job
 from ._models import Action, Job
 from ._plugins import Registry
 from ._schedule import validate_schedule
@@ -12,7 +13,7 @@ from ._schedule import validate_schedule
 __all__ = ["validate_action_minimal", "validate_job", "validate_job_async"]
 
 _MAX_ID = 256
-_MAX_NAME = 1024
+_DEFAULT_LIMITS = JobLimits()
 
 
 def validate_action_minimal(action: Action) -> None:
@@ -57,11 +58,14 @@ def validate_job(
     *,
     handler_runs_actions: bool = False,
     check_action: bool = True,
+    limits: JobLimits | None = None,
 ) -> None:
     """Raise :class:`JobValidationError` for the first problem found.
 
-    The action is checked by the executor plugin for its type; with ``handler_runs_actions``
-    (a host handler runs every job) a type no plugin owns gets the original's minimal checks.
+    Sizes are checked first (``limits``, before anything is parsed). The action is checked by
+    the executor plugin for its type; with ``handler_runs_actions`` (a host handler runs every
+    job) a type no plugin owns gets the original's minimal checks. A job an agent made
+    (``origin="agent"``, or with an owner) may hold no ``${env:}`` reference.
     """
     if not job.id:
         raise JobValidationError("job ID is required", field="id")
@@ -72,8 +76,13 @@ def validate_job(
         )
     if not job.name:
         raise JobValidationError("job name is required", field="name")
-    if len(job.name) > _MAX_NAME:
-        raise JobValidationError(f"job name must be at most {_MAX_NAME} characters", field="name")
+    check_job_limits(job, limits or _DEFAULT_LIMITS)
+    if job.origin not in ("", AGENT_ORIGIN):
+        raise JobValidationError(
+            f"origin must be '' or '{AGENT_ORIGIN}', got {job.origin!r}", field="origin"
+        )
+    if is_agent_job(job):
+        check_env_free(job)
     validate_schedule(job.schedule, location)
     if not check_action:
         return
@@ -89,9 +98,10 @@ async def validate_job_async(
     location: tzinfo | None,
     *,
     handler_runs_actions: bool = False,
+    limits: JobLimits | None = None,
 ) -> None:
     """:func:`validate_job` with the executor's add-time check awaited (it may do I/O)."""
-    validate_job(job, registry, location, check_action=False)
+    validate_job(job, registry, location, check_action=False, limits=limits)
     if registry is not None and (not handler_runs_actions or job.action.type in registry.executors):
         await registry.validate_action_async(job.action)
     else:

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ._errors import ConfigError, JobValidationError
+from ._limits import JobLimits
 from ._models import Action, Job, JobStatus, Schedule, dec_hook, utcnow
 from ._scheduler import SchedulerConfig
 from ._store import DEFAULT_STORE_URL
@@ -88,6 +89,9 @@ class SchedulerSettings(_Section):
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     #: Address the metrics endpoint listens on.
     metrics_host: str = "127.0.0.1"
+    #: Size limits on every job (``[scheduler.limits]``: ``max_name_length``,
+    #: ``max_cron_length``, ``max_action_bytes``...; see ``omnicron_core.JobLimits``).
+    limits: JobLimits = msgspec.field(default_factory=JobLimits)
 
 
 class LogSettings(_Section):

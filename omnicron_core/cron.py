@@ -28,8 +28,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from omnicron_core._cron_parse import CronError, Fields, parse_fields
 from omnicron_core._duration import parse_go_duration
+from omnicron_core._limits import quote
 
-__all__ = ["CronError", "CronExpression", "parse_cron", "validate_cron"]
+__all__ = ["MAX_CRON_LENGTH", "CronError", "CronExpression", "parse_cron", "validate_cron"]
+
+#: The longest expression the parser reads at all (``JobLimits.max_cron_length`` is lower).
+MAX_CRON_LENGTH = 4096
 
 DESCRIPTORS = {
     "@yearly": "0 0 1 1 *",
@@ -306,7 +310,9 @@ def _zone(name: str, expr: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except Exception as exc:  # ValueError, ZoneInfoNotFoundError, ...
-        raise CronError(f"cron expression {expr!r} has unknown time zone {name!r}") from exc
+        raise CronError(
+            f"cron expression {quote(expr)} has unknown time zone {quote(name)}"
+        ) from exc
 
 
 def _location_key(location: tzinfo | str | None) -> tzinfo | str:
@@ -330,11 +336,11 @@ def _compile(expr: str, key: tzinfo | str) -> CronExpression:
     if upper_first.startswith(("CRON_TZ=", "TZ=")):
         name = first.split("=", 1)[1]
         if not name:
-            raise CronError(f"cron expression {expr!r} has an empty time zone after '='")
+            raise CronError(f"cron expression {quote(expr)} has an empty time zone after '='")
         zone = _zone(name, expr)
         text = rest.strip()
         if not text:
-            raise CronError(f"cron expression {expr!r} has a time zone but no schedule")
+            raise CronError(f"cron expression {quote(expr)} has a time zone but no schedule")
     if text.startswith("@"):
         word, _, arg = text.partition(" ")
         word_l = word.lower()
@@ -343,18 +349,18 @@ def _compile(expr: str, key: tzinfo | str) -> CronExpression:
         if word_l not in DESCRIPTORS or arg.strip():
             if word_l in DESCRIPTORS:
                 raise CronError(
-                    f"cron expression {expr!r} has unexpected text after {word!r}: {arg.strip()!r}"
+                    f"cron expression {quote(expr)} has unexpected text after {quote(word)}: {quote(arg.strip())}"
                 )
             allowed = ", ".join([*DESCRIPTORS, "@every <duration>"])
             raise CronError(
-                f"cron expression {expr!r} has unknown descriptor {word!r}; expected one of "
+                f"cron expression {quote(expr)} has unknown descriptor {quote(word)}; expected one of "
                 f"{allowed}"
             )
         text = DESCRIPTORS[word_l]
     parts = text.split()
     if len(parts) not in (5, 6):
         raise CronError(
-            f"cron expression {expr!r} has {len(parts)} field{'s' if len(parts) != 1 else ''};"
+            f"cron expression {quote(expr)} has {len(parts)} field{'s' if len(parts) != 1 else ''};"
             " expected 5 (minute hour day-of-month month day-of-week) or 6 (second first)"
         )
     fields = parse_fields(parts, expr)
@@ -376,15 +382,17 @@ def _compile(expr: str, key: tzinfo | str) -> CronExpression:
 
 def _compile_every(expr: str, arg: str, zone: tzinfo) -> CronExpression:
     if not arg:
-        raise CronError(f"cron expression {expr!r}: @every needs a duration, e.g. '@every 1h30m'")
+        raise CronError(
+            f"cron expression {quote(expr)}: @every needs a duration, e.g. '@every 1h30m'"
+        )
     try:
         ns = parse_go_duration(arg)
     except ValueError as exc:
-        raise CronError(f"cron expression {expr!r} has a bad @every duration: {exc}") from None
+        raise CronError(f"cron expression {quote(expr)} has a bad @every duration: {exc}") from None
     if ns <= 0:
-        raise CronError(f"cron expression {expr!r}: @every duration must be greater than 0")
+        raise CronError(f"cron expression {quote(expr)}: @every duration must be greater than 0")
     if ns < 1000:
-        raise CronError(f"cron expression {expr!r}: @every duration must be at least 1µs")
+        raise CronError(f"cron expression {quote(expr)}: @every duration must be at least 1µs")
     return CronExpression(
         expr=expr, timezone=zone, has_seconds=False, every=timedelta(microseconds=ns // 1000)
     )
@@ -394,8 +402,14 @@ def parse_cron(expr: str, location: tzinfo | str | None = None) -> CronExpressio
     """Compile ``expr`` evaluated in ``location`` (default UTC; a ``CRON_TZ=`` prefix wins).
 
     Raises :class:`CronError` naming the field and value for a bad expression.
-    Compiled expressions are cached.
+    Compiled expressions are cached. An expression longer than :data:`MAX_CRON_LENGTH` is
+    refused before it is read.
     """
+    if isinstance(expr, str) and len(expr) > MAX_CRON_LENGTH:
+        raise CronError(
+            f"cron expression is too long ({len(expr)} characters); the maximum is "
+            f"{MAX_CRON_LENGTH}"
+        )
     return _compile(expr, _location_key(location))
 
 

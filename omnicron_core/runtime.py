@@ -39,6 +39,7 @@ from ._errors import (
     PluginError,
     StoreError,
 )
+from ._limits import JobLimits
 from ._models import Job
 from ._plugins import ENTRY_POINT_GROUP, Registry, get_plugin_manager
 from ._schedule import resolve_zone
@@ -209,12 +210,15 @@ def _error_order(error: ConfigError) -> tuple[int, int, str]:
 
 
 def _validate_declared(
-    jobs: Iterable[tuple[int, Job]], registry: Registry | None, location: tzinfo
+    jobs: Iterable[tuple[int, Job]],
+    registry: Registry | None,
+    location: tzinfo,
+    limits: JobLimits | None = None,
 ) -> list[ConfigError]:
     errors: list[ConfigError] = []
     for index, job in jobs:
         try:
-            validate_job(job, registry, location)
+            validate_job(job, registry, location, limits=limits)
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     return errors
@@ -254,6 +258,7 @@ class Runtime:
                 misfire_grace=None
                 if sched.misfire_grace is None
                 else timedelta(seconds=sched.misfire_grace),
+                limits=sched.limits,
             )
         )
 
@@ -279,6 +284,7 @@ class Runtime:
             [(index, job) for index, _, job in decoded],
             None if plugin_errors else self.registry,
             self.location,
+            self.config.scheduler.limits,
         )
         errors += job_errors
         return sorted(errors, key=_error_order)

@@ -9,8 +9,19 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-__all__ = ["MissingEnvVarError", "find_env_refs", "malformed_env_ref", "resolve_env_refs"]
+if TYPE_CHECKING:
+    from ._models import Job
+
+__all__ = [
+    "MissingEnvVarError",
+    "SecretNotAllowedError",
+    "find_env_refs",
+    "malformed_env_ref",
+    "resolve_env_refs",
+    "resolve_job_env_refs",
+]
 
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANY_REF = re.compile(r"\$\{env:[^}]*\}?")
@@ -25,6 +36,16 @@ class MissingEnvVarError(KeyError):
 
     def __str__(self) -> str:
         return f"environment variable {self.name} is not set"
+
+
+class SecretNotAllowedError(ValueError):
+    """A job an agent made holds a ``${env:NAME}`` reference: it never resolves."""
+
+    def __str__(self) -> str:
+        return (
+            "${env:} references do not resolve in a job made by an agent (origin 'agent'); "
+            "secrets are for operators' jobs only"
+        )
 
 
 def find_env_refs(value: str) -> list[str]:
@@ -56,3 +77,15 @@ def resolve_env_refs(value: str, environ: Mapping[str, str] | None = None) -> st
             raise MissingEnvVarError(name) from None
 
     return _ENV_REF.sub(substitute, value)
+
+
+def resolve_job_env_refs(job: Job, value: str, environ: Mapping[str, str] | None = None) -> str:
+    """:func:`resolve_env_refs` for a value taken from ``job``: executors call this for
+    anything a job carries, so that a job an agent made (``job.origin``, or a job with an
+    ``owner_principal``, which only the agent tools set) can never read the
+    scheduler's environment, whatever slipped past validation (an old store, a direct write).
+
+    Raises :class:`SecretNotAllowedError` for such a job with a reference in ``value``."""
+    if (job.origin or job.owner_principal) and "${env:" in value:
+        raise SecretNotAllowedError(value)
+    return resolve_env_refs(value, environ)

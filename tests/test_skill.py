@@ -140,7 +140,8 @@ def test_identity_tools_and_descriptions_are_the_originals() -> None:
         assert id_tool is not None
         assert id_tool.parameters == {
             "type": "object",
-            "properties": {"id": {"type": "string", "description": "Job ID"}},
+            # the original's, plus a length bound (issue 9: nothing unbounded from a model)
+            "properties": {"id": {"type": "string", "description": "Job ID", "maxLength": 256}},
             "required": ["id"],
             "additionalProperties": False,
         }
@@ -152,7 +153,7 @@ def test_exports_in_openai_anthropic_and_mcp_formats() -> None:
     assert tool is not None
     params = {
         "type": "object",
-        "properties": {"id": {"type": "string", "description": "Job ID"}},
+        "properties": {"id": {"type": "string", "description": "Job ID", "maxLength": 256}},
         "required": ["id"],
         "additionalProperties": False,
     }

@@ -238,7 +238,10 @@ def relative(at: datetime, now: datetime | None = None) -> str:
 def fmt_time(at: datetime | None, zone: tzinfo | None = None, *, rel: bool = True) -> str:
     if at is None:
         return "-"
-    local = at.astimezone(zone) if zone is not None else at
+    try:
+        local = at.astimezone(zone) if zone is not None else at
+    except (OverflowError, ValueError):  # a stored time this zone cannot show (year 9999)
+        local = at.astimezone(UTC)
     text = local.isoformat(sep=" ", timespec="seconds")
     return f"{text} ({relative(at)})" if rel else text
 

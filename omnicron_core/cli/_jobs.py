@@ -195,7 +195,13 @@ def show(
         at: Any = job.next_run_at
         for _ in range(3):
             upcoming.append(fmt_time(at, rt.location))
-            at = next_fire_after(job.schedule, at, location=rt.location, anchor=job.created_at)
+            try:
+                at = next_fire_after(job.schedule, at, location=rt.location, anchor=job.created_at)
+            except (JobValidationError, OverflowError, ValueError) as exc:
+                # a stored job this scheduler cannot read: show it anyway, and why
+                reason = exc.message if isinstance(exc, JobValidationError) else str(exc)
+                upcoming.append(f"(no further times: {reason})")
+                break
             if at is None:
                 break
     data = job_to_builtins(job)

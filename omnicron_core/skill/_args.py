@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .._limits import quote
+
 __all__ = ["ArgumentError", "check_arguments", "decode_arguments", "json_type_name"]
 
 
@@ -37,11 +39,19 @@ def json_type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def decode_arguments(arguments: Mapping[str, Any] | str | bytes | None) -> dict[str, Any]:
-    """The arguments as a dict: a mapping as is, a JSON text decoded (``None``/``""`` is ``{}``)."""
+def decode_arguments(
+    arguments: Mapping[str, Any] | str | bytes | None, *, max_bytes: int | None = None
+) -> dict[str, Any]:
+    """The arguments as a dict: a mapping as is, a JSON text decoded (``None``/``""`` is ``{}``).
+
+    A text longer than ``max_bytes`` is refused before it is decoded."""
     if arguments is None:
         return {}
     if isinstance(arguments, str | bytes | bytearray):
+        if max_bytes is not None and len(arguments) > max_bytes:
+            raise ArgumentError(
+                f"arguments are too large ({len(arguments)} characters); the maximum is {max_bytes}"
+            )
         text = arguments.decode() if isinstance(arguments, bytes | bytearray) else arguments
         if not text.strip():
             return {}
@@ -52,10 +62,24 @@ def decode_arguments(arguments: Mapping[str, Any] | str | bytes | None) -> dict[
                 f"arguments are not valid JSON ({exc.msg} at line {exc.lineno} column "
                 f'{exc.colno}); send a JSON object such as {{"id": "..."}}'
             ) from None
+        except (ValueError, RecursionError) as exc:  # a number past 4300 digits, deep nesting
+            raise ArgumentError(
+                f"arguments are not acceptable JSON ({type(exc).__name__}: {quote(str(exc))})"
+            ) from None
         arguments = value
     if not isinstance(arguments, Mapping):
         raise ArgumentError(f"arguments must be a JSON object, got {json_type_name(arguments)}")
     return dict(arguments)
+
+
+def _scalar(value: Any) -> str:
+    """A number or other non-string value for a message, never long (a huge integer cannot
+    even be turned into text past 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "a number too large to show"
+    if isinstance(value, int | float | bool) or value is None:
+        return repr(value)
+    return json_type_name(value)
 
 
 def _type_ok(value: Any, expected: str) -> bool:
@@ -85,7 +109,7 @@ def check_arguments(
                 raise ArgumentError(f"parameter '{name}' is not allowed: {withheld[name]}")
             allowed = ", ".join(props) or "none"
             raise ArgumentError(
-                f"unknown parameter '{name}' for {tool}; allowed parameters: {allowed}"
+                f"unknown parameter {quote(name)} for {tool}; allowed parameters: {allowed}"
             )
     out: dict[str, Any] = {}
     for name, spec in props.items():
@@ -105,21 +129,26 @@ def _check_value(name: str, spec: Mapping[str, Any], value: Any, *, required: bo
         article = "an" if expected[0] in "aeiou" else "a"
         raise ArgumentError(
             f"parameter '{name}' must be {article} {expected}, got {json_type_name(value)}"
-            + (f" ({value!r})" if json_type_name(value) in ("integer", "number", "boolean") else "")
+            + (
+                f" ({_scalar(value)})"
+                if json_type_name(value) in ("integer", "number", "boolean")
+                else ""
+            )
         )
     enum = spec.get("enum")
-    if enum is not None and value not in enum:
+    limit = spec.get("maxLength")
+    if isinstance(value, str) and limit is not None and len(value) > limit:
+        # before any other look at the value: nothing long is compared, parsed or echoed
         raise ArgumentError(
-            f"parameter '{name}' must be one of {', '.join(map(str, enum))}; got {value!r}"
+            f"parameter '{name}' is too long ({len(value)} characters); the maximum is {limit}"
         )
-    if isinstance(value, str):
-        if required and value == "":
-            raise ArgumentError(f"{name} is required")
-        limit = spec.get("maxLength")
-        if limit is not None and len(value) > limit:
-            raise ArgumentError(
-                f"parameter '{name}' is too long ({len(value)} characters); the maximum is {limit}"
-            )
+    if enum is not None and value not in enum:
+        shown = quote(value) if isinstance(value, str) else _scalar(value)
+        raise ArgumentError(
+            f"parameter '{name}' must be one of {', '.join(map(str, enum))}; got {shown}"
+        )
+    if isinstance(value, str) and required and value == "":
+        raise ArgumentError(f"{name} is required")
     if expected == "integer":
         lo, hi = spec.get("minimum"), spec.get("maximum")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -130,6 +159,6 @@ def _check_value(name: str, spec: Mapping[str, Any], value: Any, *, required: bo
             for key, item in value.items():
                 if not _type_ok(item, extra["type"]):
                     raise ArgumentError(
-                        f"parameter '{name}.{key}' must be a {extra['type']}, "
-                        f"got {json_type_name(item)}"
+                        f"parameter '{name}.{quote(str(key))[1:-1]}' must be a "
+                        f"{extra['type']}, got {json_type_name(item)}"
                     )

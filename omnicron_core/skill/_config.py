@@ -8,6 +8,7 @@ import msgspec
 
 from .._duration import parse_go_duration
 from .._errors import ConfigError
+from .._limits import JobLimits
 
 __all__ = ["DEFAULT_ACTION_TYPES", "SkillConfig", "load_skill_config"]
 
@@ -42,6 +43,16 @@ class SkillConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     max_name_length: Annotated[int, msgspec.Meta(ge=1)] = 200
     max_description_length: Annotated[int, msgspec.Meta(ge=0)] = 1000
     max_message_length: Annotated[int, msgspec.Meta(ge=1)] = 4000
+    #: Characters of ``schedule_cron`` (checked before the expression is parsed).
+    max_cron_length: Annotated[int, msgspec.Meta(ge=9, le=4096)] = 256
+    #: Size of a job's action as JSON (parameters, headers and body together).
+    max_action_bytes: Annotated[int, msgspec.Meta(ge=64)] = 64 * 1024
+    #: Characters of any one string (or key) in the action, e.g. a header value or the body.
+    max_action_string_length: Annotated[int, msgspec.Meta(ge=1)] = 16 * 1024
+    #: Nesting depth of objects and arrays in the action (``tool_params``).
+    max_action_depth: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 16
+    #: Size of a tool call's arguments as JSON text, refused before they are decoded.
+    max_arguments_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024
     #: How many ``next_fire_times`` a job description carries.
     preview_count: Annotated[int, msgspec.Meta(ge=0, le=100)] = 3
     #: The most fire times ``cron_next`` returns.
@@ -58,6 +69,18 @@ class SkillConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     @property
     def min_interval_ns(self) -> int:
         return parse_go_duration(self.min_interval, allow_days=True)
+
+    @property
+    def job_limits(self) -> JobLimits:
+        """The size limits a job made through the tools must meet (the core's own also apply)."""
+        return JobLimits(
+            max_name_length=self.max_name_length,
+            max_description_length=self.max_description_length,
+            max_cron_length=self.max_cron_length,
+            max_action_bytes=self.max_action_bytes,
+            max_action_string_length=self.max_action_string_length,
+            max_depth=self.max_action_depth,
+        )
 
 
 def load_skill_config(data: Any) -> SkillConfig:

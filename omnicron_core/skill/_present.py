@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from .._errors import JobValidationError
 from .._models import Job, JobStatus, Schedule, job_to_builtins
 from .._schedule import next_fire_after, schedule_zone
 
@@ -29,8 +30,13 @@ _UNITS = (
 
 
 def rfc3339(when: datetime, zone: tzinfo | None = None) -> str:
-    """``when`` in ``zone`` as RFC 3339 (``Z`` for UTC, fractions only when present)."""
-    local = when.astimezone(zone) if zone is not None else when
+    """``when`` in ``zone`` as RFC 3339 (``Z`` for UTC, fractions only when present).
+
+    A time the zone cannot show (past year 9999 there) is shown in UTC instead."""
+    try:
+        local = when.astimezone(zone) if zone is not None else when
+    except (OverflowError, ValueError):
+        local = when.astimezone(UTC)
     text = local.isoformat(timespec="microseconds" if local.microsecond else "seconds")
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
@@ -137,9 +143,20 @@ def job_view(job: Job, location: tzinfo | None, count: int) -> dict[str, Any]:
 
 
 def schedule_extras(job: Job, location: tzinfo | None, count: int) -> dict[str, Any]:
-    zone = display_zone(job.schedule, location)
-    return {
-        "schedule_description": describe_schedule(job.schedule, location),
-        "timezone": zone_name(zone),
-        "next_fire_times": fire_preview(job, location, count),
-    }
+    """``schedule_description``, ``timezone`` and ``next_fire_times`` of a job. Never raises:
+    a stored job this scheduler cannot read (saved by another tool or version) is described
+    as such, so that listing always works."""
+    try:
+        zone = display_zone(job.schedule, location)
+        return {
+            "schedule_description": describe_schedule(job.schedule, location),
+            "timezone": zone_name(zone),
+            "next_fire_times": fire_preview(job, location, count),
+        }
+    except Exception as exc:  # any stored job must list, whatever is wrong with it
+        reason = exc.message if isinstance(exc, JobValidationError) else type(exc).__name__
+        return {
+            "schedule_description": f"unreadable schedule: {reason}",
+            "timezone": job.schedule.timezone or (zone_name(location) if location else ""),
+            "next_fire_times": [],
+        }

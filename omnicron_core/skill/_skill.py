@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import msgspec
@@ -14,6 +14,7 @@ import structlog
 
 from .._duration import Duration, format_go_duration, parse_go_duration
 from .._errors import JobNotFoundError, JobValidationError, OmnicronError
+from .._limits import AGENT_ORIGIN, check_job_limits, quote
 from .._models import Action, Job, JobStatus, Schedule, new_job
 from .._plugins import Registry
 from .._schedule import next_fire_after, resolve_zone, validate_schedule
@@ -30,6 +31,8 @@ _log = structlog.get_logger("omnicron.skill")
 
 #: Fire times sampled to find the shortest gap of a cron expression (its highest rate).
 _RATE_SAMPLE = 64
+#: ``metadata`` key holding when an agent last triggered the job (the manual-trigger limit).
+TRIGGERED_AT_KEY = "omnicron.triggered_at"
 _SESSION_PREFIX = "session:"
 _SCHEDULE_PARAMS = ("schedule_cron", "schedule_interval", "schedule_once")
 _ACTION_PARAMS = (
@@ -208,9 +211,8 @@ class Skill:
         if principal is not None and (not isinstance(principal, str) or not principal):
             return ToolResult.failure("principal must be a non-empty string, or None")
         try:
-            args = check_arguments(
-                tool.name, tool.parameters, decode_arguments(arguments), withheld=tool.withheld
-            )
+            decoded = decode_arguments(arguments, max_bytes=self.config.max_arguments_bytes)
+            args = check_arguments(tool.name, tool.parameters, decoded, withheld=tool.withheld)
             if self._scheduler is None and tool.name != "cron_next":
                 raise ToolError("the cron skill is not initialised (the host must call init())")
             value = await tool.handler(args, principal)
@@ -372,16 +374,38 @@ class Skill:
             )
         return action
 
+    async def _owned(self, principal: str) -> int:
+        """How many jobs ``principal`` owns, counted in the store (which other Skill instances
+        and processes share)."""
+        return sum(1 for j in await self._sched.list_jobs() if j.owner_principal == principal)
+
+    @staticmethod
+    def _quota_error(owned: int, limit: int) -> ToolError:
+        return ToolError(
+            f"job limit reached: you have {owned} jobs and the maximum is {limit}; delete "
+            "one you no longer need (cron_delete) first"
+        )
+
     async def _check_quota(self, principal: str | None) -> None:
         limit = self.config.max_jobs_per_owner
         if principal is None or not limit:
             return
-        owned = sum(1 for j in await self._sched.list_jobs() if j.owner_principal == principal)
+        owned = await self._owned(principal)
         if owned >= limit:
-            raise ToolError(
-                f"job limit reached: you have {owned} jobs and the maximum is {limit}; delete "
-                "one you no longer need (cron_delete) first"
-            )
+            raise self._quota_error(owned, limit)
+
+    async def _recheck_quota(self, principal: str | None, saved: Job) -> None:
+        """Count again once the job is saved, and take it back if the owner is now over the
+        limit. The check before saving cannot see a job another process (or Skill instance)
+        saves at the same moment; counting after saving can: of the creates that race, the
+        last to count sees every one of them, so the limit holds (at worst all are refused)."""
+        limit = self.config.max_jobs_per_owner
+        if principal is None or not limit:
+            return
+        owned = await self._owned(principal)
+        if owned > limit:
+            await self._sched.remove_job(saved.id)
+            raise self._quota_error(owned - 1, limit)
 
     # -- the tools ----------------------------------------------------------------------------
 
@@ -396,12 +420,18 @@ class Skill:
         assert action is not None
         job = new_job(None, args["name"], schedule, action, description=args.get("description", ""))
         job.owner_principal = principal or ""
+        job.origin = AGENT_ORIGIN  # whoever calls, the content is a model's
+        try:
+            check_job_limits(job, self.config.job_limits)
+        except JobValidationError as exc:
+            raise ToolError(f"add job: {exc.message}") from None
         async with self._create_lock:
             await self._check_quota(principal)
             try:
                 saved = await self._sched.add_job(job)
             except JobValidationError as exc:
                 raise ToolError(f"add job: {exc.message}") from None
+            await self._recheck_quota(principal, saved)
         _log.info("skill.job_created", job_id=saved.id, principal=principal)
         out = {
             "id": saved.id,
@@ -460,8 +490,44 @@ class Skill:
         out.update(self._view_extras(saved))
         return out
 
+    async def _reserve_trigger(self, job: Job) -> None:
+        """Refuse a manual run within ``min_interval`` of the job's last run or trigger.
+
+        The check and the note of this trigger are one atomic store update, so concurrent
+        calls (from this process or another sharing the store) let exactly one through."""
+        limit_ns = self.config.min_interval_ns
+        if not limit_ns:
+            return
+        now = datetime.now(UTC)
+        limit = timedelta(microseconds=limit_ns // 1000)
+        refused: list[str] = []
+
+        def patch(cur: Job) -> Job | None:
+            if cur.status == JobStatus.RUNNING:
+                refused.append("trigger job: the job is running now; try again when it is done")
+                return None
+            last = _last_start(cur)
+            if last is not None and now - last < limit:
+                ready = (last + limit).astimezone(UTC)
+                if ready.microsecond:  # whole seconds, never before the real time
+                    ready = ready.replace(microsecond=0) + timedelta(seconds=1)
+                refused.append(
+                    f"trigger job: the job last ran at {rfc3339(last.astimezone(UTC))} and the "
+                    f"minimum interval between runs is {format_go_duration(limit_ns)}; it can "
+                    f"run again from {rfc3339(ready)}"
+                )
+                return None
+            cur.metadata = dict(cur.metadata or {})
+            cur.metadata[TRIGGERED_AT_KEY] = rfc3339(now)
+            return cur
+
+        saved = await self._sched.store.update(job.id, patch)
+        if saved is None:
+            raise ToolError(refused[0] if refused else "trigger job: job not found")
+
     async def _trigger(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
         job = await self._find(args["id"], principal, "trigger job")
+        await self._reserve_trigger(job)
         try:
             result = await self._sched.trigger_job(job.id)
         except JobNotFoundError:
@@ -494,6 +560,11 @@ class Skill:
             job.name = args["name"]
         if "description" in args:
             job.description = args["description"]
+        job.origin = AGENT_ORIGIN
+        try:
+            check_job_limits(job, self.config.job_limits)
+        except JobValidationError as exc:
+            raise ToolError(f"update job: {exc.message}") from None
         try:
             saved = await self._sched.update_job(job)
         except JobNotFoundError:
@@ -530,17 +601,31 @@ class Skill:
         return out
 
 
+def _last_start(job: Job) -> datetime | None:
+    """When the job last ran or was triggered by an agent, whichever is later."""
+    times = [job.last_run_at] if job.last_run_at is not None else []
+    stamp = (job.metadata or {}).get(TRIGGERED_AT_KEY)
+    if isinstance(stamp, str):
+        try:
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            when = None
+        if when is not None and when.tzinfo is not None:
+            times.append(when)
+    return max(times, default=None)
+
+
 def _parse_once(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
         raise ToolError(
-            f"invalid once time: {text!r} is not an RFC 3339 timestamp such as "
+            f"invalid once time: {quote(text)} is not an RFC 3339 timestamp such as "
             "'2026-04-25T14:30:00Z'"
         ) from None
     if when.tzinfo is None or "T" not in text.upper():
         raise ToolError(
-            f"invalid once time: {text!r} has no time zone offset; use RFC 3339 such as "
+            f"invalid once time: {quote(text)} has no time zone offset; use RFC 3339 such as "
             "'2026-04-25T14:30:00Z' or '2026-04-25T16:30:00+02:00'"
         )
     now = datetime.now(UTC)

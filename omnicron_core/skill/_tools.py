@@ -104,12 +104,15 @@ class SkillTool:
 
 # -- schemas --------------------------------------------------------------------------------
 
-_ID = {"type": "string", "description": "Job ID"}
+_ID = {"type": "string", "description": "Job ID", "maxLength": 256}
 _TIMEZONE = {
     "type": "string",
     "description": "IANA time zone for a cron expression and for the fire times shown "
     "(e.g. 'Europe/Berlin'; default: the scheduler's zone)",
+    "maxLength": 64,
 }
+# Short text parameters: bounded so that nothing long is ever parsed or echoed back.
+_SHORT = 64
 
 
 def _create_properties(config: SkillConfig, *, update: bool) -> dict[str, Any]:
@@ -130,14 +133,17 @@ def _create_properties(config: SkillConfig, *, update: bool) -> dict[str, Any]:
         "type": "string",
         "description": "Cron expression with seconds (e.g., '0 0 9 * * *' for 9am daily, "
         "'0 */5 * * * *' for every 5 minutes)",
+        "maxLength": config.max_cron_length,
     }
     props["schedule_interval"] = {
         "type": "string",
         "description": "Interval duration (e.g., '30m', '1h', '24h')",
+        "maxLength": _SHORT,
     }
     props["schedule_once"] = {
         "type": "string",
         "description": "One-time execution timestamp in RFC3339 format",
+        "maxLength": _SHORT,
     }
     props["timezone"] = dict(_TIMEZONE)
     props["action_type"] = {
@@ -148,6 +154,7 @@ def _create_properties(config: SkillConfig, *, update: bool) -> dict[str, Any]:
     props["session_id"] = {
         "type": "string",
         "description": "Target session ID (required for send_message action)",
+        "maxLength": 256,
     }
     props["message"] = {
         "type": "string",
@@ -162,6 +169,7 @@ def _create_properties(config: SkillConfig, *, update: bool) -> dict[str, Any]:
     props["webhook_method"] = {
         "type": "string",
         "description": "HTTP method for webhook (default: POST)",
+        "maxLength": 16,
     }
     if config.allow_webhook_headers:
         props["webhook_headers"] = {
@@ -173,10 +181,12 @@ def _create_properties(config: SkillConfig, *, update: bool) -> dict[str, Any]:
         props["webhook_body"] = {
             "type": "string",
             "description": "Request body for the webhook (JSON text for POST/PUT/PATCH)",
+            "maxLength": config.max_action_string_length,
         }
     props["tool_name"] = {
         "type": "string",
         "description": "Tool name (required for call_tool action)",
+        "maxLength": 256,
     }
     props["tool_params"] = {
         "type": "object",
@@ -210,14 +220,17 @@ def build_schemas(config: SkillConfig) -> dict[str, tuple[str, dict[str, Any]]]:
             "type": "string",
             "description": "Cron expression: 5 fields (min hour dom month dow), 6 with seconds "
             "first, or @daily / @every 1h",
+            "maxLength": config.max_cron_length,
         },
         "schedule_interval": {
             "type": "string",
             "description": "Interval duration (e.g., '30m', '1h', '2d')",
+            "maxLength": _SHORT,
         },
         "schedule_once": {
             "type": "string",
             "description": "One-time execution timestamp in RFC3339 format",
+            "maxLength": _SHORT,
         },
         "timezone": dict(_TIMEZONE),
         "count": {

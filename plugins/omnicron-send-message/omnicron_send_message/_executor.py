@@ -8,7 +8,15 @@ from typing import Any
 import httpx
 import pluggy
 
-from omnicron_core import Action, ActionExecutor, ExecutionResult, Job, JobValidationError, RunInfo
+from omnicron_core import (
+    Action,
+    ActionExecutor,
+    ExecutionResult,
+    Job,
+    JobValidationError,
+    RunInfo,
+    describe_error,
+)
 
 from ._settings import SendMessageSettings
 from ._transports import GatewayError, Transport, make_transport
@@ -106,5 +114,4 @@ class SendMessageExecutor(ActionExecutor):
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return text if text else type(exc).__name__
+    return describe_error(exc)

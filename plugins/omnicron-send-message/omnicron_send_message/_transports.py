@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from omnicron_core import Job, RunInfo
+from omnicron_core.bodies import BodyReader, UndecodableBodyError
 
 from ._secrets import resolve_env_refs
 from ._settings import SendMessageSettings
@@ -148,14 +149,19 @@ class HttpTransport(Transport):
 
 
 async def _read_limited(resp: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.aiter_bytes():
-        chunks.append(chunk[: limit - size])
-        size += len(chunks[-1])
-        if size >= limit:
-            break
-    return b"".join(chunks)
+    """At most ``limit`` bytes of the decoded body: raw bytes decoded with the bound, so a
+    compressed reply cannot grow past it (httpx decodes a whole chunk before any cap)."""
+    try:
+        reader = BodyReader(resp.headers.get("content-encoding"), limit)
+        async for chunk in resp.aiter_raw():
+            if reader.feed(chunk):
+                break
+    except httpx.StreamConsumed:  # a response built in memory (httpx.MockTransport)
+        reader = BodyReader(None, limit)
+        reader.feed(resp.content)
+    except UndecodableBodyError as exc:
+        raise GatewayError(f"gateway reply unreadable: {exc}") from None
+    return reader.body
 
 
 def _reply_from(text: str) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -385,3 +386,28 @@ def test_public_names() -> None:
     }
     for name in omnicron_send_message.__all__:
         assert hasattr(omnicron_send_message, name)
+
+
+async def test_http_compressed_reply_is_capped_after_decoding(gateway: Gateway) -> None:
+    """Issue 9: the reply cap applies to the decoded body (no decompression bomb)."""
+    import gzip
+    import tracemalloc
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(packer.compress(bytes(1 << 20)) for _ in range(32)) + packer.flush()
+    gateway.script(body=bomb, content_type="text/plain", headers={"Content-Encoding": "gzip"})
+    gateway.script(body=gzip.compress(bomb), headers={"Content-Encoding": "gzip, gzip"})
+    executor = SendMessageExecutor(
+        load_settings({"transport": "http", "url": gateway.url, "max_response_bytes": 1000})
+    )
+    tracemalloc.start()
+    try:
+        capped = await executor.execute(job(), RUN)
+        refused = await executor.execute(job(), RUN)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await executor.aclose()
+    assert capped.success and capped.output["response"] == "\x00" * 1000
+    assert not refused.success and "2 content encodings" in refused.error
+    assert peak < 8 << 20, peak

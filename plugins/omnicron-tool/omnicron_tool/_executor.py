@@ -10,7 +10,15 @@ from typing import Any
 import msgspec
 import pluggy
 
-from omnicron_core import Action, ActionExecutor, ExecutionResult, Job, JobValidationError, RunInfo
+from omnicron_core import (
+    Action,
+    ActionExecutor,
+    ExecutionResult,
+    Job,
+    JobValidationError,
+    RunInfo,
+    describe_error,
+)
 
 from ._builtins import BUILTIN_TOOLS
 from ._settings import ToolSettings
@@ -141,5 +149,4 @@ def _jsonable(value: Any) -> Any:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return text if text else type(exc).__name__
+    return describe_error(exc)

@@ -23,8 +23,11 @@ from omnicron_core import (
     Job,
     JobValidationError,
     RunInfo,
+    describe_error,
     parse_go_duration,
 )
+from omnicron_core.bodies import BodyReader, UndecodableBodyError
+from omnicron_core.secrets import SecretNotAllowedError, resolve_job_env_refs
 
 from ._retry import backoff_delay, is_retryable_status, parse_retry_after
 from ._secrets import MissingEnvVarError, find_env_refs, malformed_env_ref, resolve_env_refs
@@ -68,6 +71,14 @@ class _ReadError(Exception):
         self.status = status
 
 
+class _RedirectError(Exception):
+    """A redirect that cannot be followed (no or a bad ``Location``)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     job_id: str
@@ -91,8 +102,7 @@ class _Attempt:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
+    return describe_error(exc)
 
 
 def _redact(url: httpx.URL) -> str:
@@ -254,8 +264,8 @@ class WebhookExecutor(ActionExecutor):
             if find_env_refs(value):
                 secret_headers.add(name.lower())
                 try:
-                    value = resolve_env_refs(value)
-                except MissingEnvVarError as exc:
+                    value = resolve_job_env_refs(job, value)
+                except (MissingEnvVarError, SecretNotAllowedError) as exc:
                     raise _CreateRequestError(f"header {name!r}: {exc}") from None
                 if not _HEADER_VALUE.match(value):
                     raise _CreateRequestError(
@@ -263,7 +273,10 @@ class WebhookExecutor(ActionExecutor):
                     )
             headers.append((name, value))
         key: bytes | None = None
-        if self.settings.signing_secret:
+        # An agent's job is not signed (unless the operator says so): a model choosing URL
+        # and body would otherwise get the operator's signature on any body it likes.
+        agent_job = bool(job.origin or job.owner_principal)
+        if self.settings.signing_secret and (not agent_job or self.settings.sign_agent_jobs):
             try:
                 key = signing_key(resolve_env_refs(self.settings.signing_secret))
             except MissingEnvVarError as exc:
@@ -310,6 +323,8 @@ class WebhookExecutor(ActionExecutor):
                 transport=transport,
                 follow_redirects=False,
                 trust_env=False,
+                # every request carries its own timeout (_build); never httpx's 5 s default
+                timeout=httpx.Timeout(self.settings.timeout),
                 headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             )
         return self._client
@@ -370,6 +385,9 @@ class WebhookExecutor(ActionExecutor):
             return _Attempt(
                 ExecutionResult.failed(f"read response failed: {exc}", output), status=exc.status
             )
+        except _RedirectError as exc:
+            output = {"status_code": exc.status, "body": ""}
+            return _Attempt(ExecutionResult.failed(str(exc), output), status=exc.status)
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             return _Attempt(
                 ExecutionResult.failed(f"webhook request failed: {_describe(exc)}"),
@@ -406,8 +424,14 @@ class WebhookExecutor(ActionExecutor):
                         f"too many redirects (more than {self.settings.max_redirects})"
                     )
                 hops += 1
-                target = response.url.join(response.headers["location"])
                 status = response.status_code
+                location = response.headers.get("location")
+                if not location:
+                    raise _RedirectError(
+                        status, f"webhook returned {status} without a Location header"
+                    )
+                # (httpx itself refuses a malformed Location: "Invalid URL in location header")
+                target = response.url.join(location)
                 if (status == 303 and method != "HEAD") or (
                     status in (301, 302) and method == "POST"
                 ):
@@ -451,25 +475,36 @@ class WebhookExecutor(ActionExecutor):
             out.update(
                 standard_webhooks_headers(p.signing_key, p.message_id, int(time.time()), body)
             )
-        return client.build_request(method, url, headers=out, content=body or None)
+        return client.build_request(
+            method, url, headers=out, content=body or None, timeout=httpx.Timeout(p.timeout)
+        )
 
     async def _read(self, response: httpx.Response, p: _Prepared) -> bytes:
-        """At most ``max_response_bytes`` of the body; the rest is never read."""
+        """At most ``max_response_bytes`` of the *decoded* body; the rest is never read.
+
+        The raw bytes are decoded here, with the bound (httpx would inflate a compressed body
+        whole before any cap applies: a decompression bomb)."""
         limit = self.settings.max_response_bytes
-        buf = bytearray()
-        chunks = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+        try:
+            reader = BodyReader(response.headers.get("content-encoding"), limit)
+        except UndecodableBodyError as exc:
+            raise _ReadError(response.status_code, str(exc)) from None
+        chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
         try:
             async with contextlib.aclosing(chunks):
                 async for chunk in chunks:
-                    room = limit - len(buf)
-                    if len(chunk) > room:
-                        buf += chunk[:room]
+                    if reader.feed(chunk):
                         _log.info("webhook.response_truncated", job_id=p.job_id, limit=limit)
                         break
-                    buf += chunk
+        except httpx.StreamConsumed:
+            # a response built in memory (an injected httpx.MockTransport): already read
+            reader = BodyReader(None, limit)
+            reader.feed(response.content)
         except httpx.HTTPError as exc:
             raise _ReadError(response.status_code, _describe(exc)) from exc
-        return bytes(buf)
+        except UndecodableBodyError as exc:
+            raise _ReadError(response.status_code, str(exc)) from None
+        return reader.body
 
 
 def _is_certificate_error(exc: BaseException) -> bool:

@@ -56,6 +56,9 @@ class WebhookSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
     idempotency_header: str = "Idempotency-Key"
     #: Standard Webhooks signing secret (``whsec_<base64>``, raw text, or ``${env:NAME}``).
     signing_secret: str = ""
+    #: Also sign the requests of jobs an agent made (``origin = "agent"``). Off by default:
+    #: a model that picks the URL and body would get the operator's signature on any body.
+    sign_agent_jobs: bool = False
 
     def __post_init__(self) -> None:
         if self.max_timeout < self.timeout:
