@@ -177,7 +177,9 @@ action = { type = "call_tool", tool_name = "now" }
         wait_for(
             lambda: (
                 (tmp_path / "jobs.db").exists()
-                and stored(tmp_path / "jobs.db")["clock"].run_count >= 2
+                # the file exists before the reconcile has saved the job
+                and "clock" in (jobs := stored(tmp_path / "jobs.db"))
+                and jobs["clock"].run_count >= 2
             )
         )
         proc.send_signal(signal.SIGINT)
