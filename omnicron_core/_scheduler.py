@@ -108,6 +108,7 @@ class Scheduler:
         # store trouble: when the current run of permanent errors began (monotonic), the
         # error that made the scheduler give up, and run results that could not be saved
         self._trouble_since: float | None = None
+        self._store_problem: StoreError | None = None
         self._failure: StoreError | None = None
         self._failed: asyncio.Event | None = None
         self._unsaved = 0
@@ -140,6 +141,12 @@ class Scheduler:
         return self._failure
 
     @property
+    def store_problem(self) -> StoreError | None:
+        """The permanent store error of the last store call, while it lasts (``None`` once a
+        call succeeds): ``omnicron run`` stopping meanwhile reports it and exits 1."""
+        return self._store_problem
+
+    @property
     def state_saved(self) -> bool:
         """False when the run state of some finished runs could not be written (they stay
         ``running`` in the store; the next start recovers them)."""
@@ -154,6 +161,7 @@ class Scheduler:
         if transient:
             return False
         now = time.monotonic()
+        self._store_problem = exc if isinstance(exc, StoreError) else StoreError(error)
         if self._trouble_since is None:
             self._trouble_since = now
         if now - self._trouble_since < self.config.store_error_window:
@@ -512,7 +520,7 @@ class Scheduler:
                 self._pending[:0] = batch
                 await asyncio.sleep(0.5 * failures)
                 continue
-            self._trouble_since = None
+            self._trouble_since = self._store_problem = None
             by_id = {j.id: j for j in saved}
             log_runs = self._logs_info()
             for job, result, _ in batch:
@@ -570,7 +578,7 @@ class Scheduler:
                 limit = min(free, claim_batch)
                 try:
                     claimed = await self.store.claim_due(now, limit, mark, owner=self.config.owner)
-                    self._trouble_since = None
+                    self._trouble_since = self._store_problem = None
                 except Exception as exc:  # a store hiccup must not kill the loop
                     if self._store_trouble("claim", exc):
                         return
@@ -609,7 +617,7 @@ class Scheduler:
         self._running = True
         self._stopping = False
         self._failure = None
-        self._trouble_since = None
+        self._trouble_since = self._store_problem = None
         self._unsaved = 0
         if self._failed is None:
             self._failed = asyncio.Event()

@@ -553,6 +553,12 @@ async def serve(runtime: Runtime, options: RunOptions | None = None) -> Reconcil
                 f"(scheduler.store_error_window), so omnicron stopped: {failure.message}",
                 transient=failure.transient,
             )
+        problem = runtime.scheduler.store_problem
+        if problem is not None:
+            raise StoreError(
+                f"omnicron stopped while the store was failing: {problem.message}",
+                transient=problem.transient,
+            )
         return report
     finally:
         for sig in signals:

@@ -50,6 +50,8 @@ def omnicron(
 
 def stored(db: Path) -> dict[str, Job]:
     with sqlite3.connect(db) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone() is None:
+            return {}  # created, not yet migrated (a process is opening it)
         rows = conn.execute("SELECT data FROM jobs ORDER BY id").fetchall()
     return {job.id: job for job in (decode_job(row[0]) for row in rows)}
 

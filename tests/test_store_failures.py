@@ -234,6 +234,24 @@ def test_a_read_only_store_stops_run_after_the_error_window(
     assert time.monotonic() - started < 35
 
 
+def test_stopping_while_the_store_fails_is_not_state_saved(
+    readonly_dir: tuple[Path, list[str]],
+) -> None:
+    """Stopped (--for) inside the error window while every claim fails: exit 1, and the
+    error, not "state saved" (the issue's run exited 0 saying state saved)."""
+    folder, user = readonly_dir
+    db = folder / "jobs.db"
+    build_store(db, [make_test_job("due", next_run_at=datetime.now(UTC) - timedelta(seconds=1))])
+    db.chmod(0o444)
+    cfg = config(folder, db)
+    cfg.chmod(0o644)
+    ran = omnicron("run", "-c", str(cfg), "--for", "2", cwd=folder, user=user)
+    no_traceback(ran)
+    assert ran.returncode == 1
+    assert "omnicron stopped while the store was failing" in ran.stderr
+    assert "read-only" in ran.stderr and "state saved" not in ran.stderr
+
+
 def test_a_lock_held_elsewhere_is_transient_and_never_stops_the_scheduler(
     tmp_path: Path,
 ) -> None:
