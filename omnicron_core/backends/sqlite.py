@@ -26,6 +26,7 @@ import os
 import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -153,15 +154,25 @@ class _StoreThread:
         self._queue.put(None)  # the thread ends after the calls queued before
 
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            loop, future, fn, args = item
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:  # handed to the awaiting coroutine
-                result, error = None, exc
-            # a closed loop raises RuntimeError: nobody waits for the result any more
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, result, error)
+        get = self._queue.get
+        while _run_one(get()):
+            pass
+
+
+def _run_one(item: Any) -> bool:
+    """Run one queued call (in its own frame, so nothing of it outlives the call: a dropped
+    backend can be collected and its finalizer stops the thread)."""
+    if item is None:
+        return False
+    loop, future, fn, args = item
+    try:
+        result, error = fn(*args), None
+    except BaseException as exc:  # handed to the awaiting coroutine
+        result, error = None, exc
+    # a closed loop raises RuntimeError: nobody waits for the result any more
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_settle, future, result, error)
+    return True
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -237,6 +248,8 @@ class SQLiteBackend(StoreBackend):
         if self._thread is not None:
             return
         self._thread = _StoreThread(f"omnicron-sqlite {self.path}")
+        # a backend dropped without close() must not leave its thread waiting forever
+        weakref.finalize(self, self._thread.stop)
         try:
             await self._call("opening", self._open)
         except BaseException:
