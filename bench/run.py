@@ -214,6 +214,37 @@ def sc_burst(cfg: dict[str, Any], table: Table, raw: dict[str, Any], log: Any) -
         )
 
 
+def sc_logging(cfg: dict[str, Any], table: Table, raw: dict[str, Any], log: Any) -> None:
+    """The burst with the library's logging defaults (nothing configured: silent) against
+    logging filtered at WARNING by the application; omnicron only, interleaved."""
+    n = cfg["burst_n"]
+    runs: dict[str, list[dict[str, Any]]] = {"defaults": [], "filtered": []}
+    order = list(runs)
+    reps = cfg["reps"] + 2  # one scheduler, two settings: cheap enough for more repetitions
+    for rep in range(reps):
+        for mode in order if rep % 2 == 0 else order[::-1]:
+            p = {"n": n, "store": "memory", "lead": 2.0, "logging": mode}
+            r = run_worker("fires", "omnicron", p, 180)
+            log(f"  fires      omnicron/{mode:<9} rep {rep + 1}/{reps}: " + short(r))
+            runs[mode].append(r)
+    raw["logging"] = runs
+    for key, label in (
+        ("fires_per_s_start", "fires/s (last start)"),
+        ("fires_per_s_done", "fires/s (last done)"),
+        ("fires_per_cpu_s", "fires per CPU-second"),
+    ):
+        defaults, filtered = med(runs["defaults"], key), med(runs["filtered"], key)
+        table.add(
+            f"1L burst {n:,}: defaults vs filtered",
+            label,
+            defaults,
+            filtered,
+            higher_better=True,
+            target="defaults >= 0.95x filtered",
+            passed=bool(defaults >= 0.95 * filtered) if key == "fires_per_s_start" else None,
+        )
+
+
 def sc_adds(cfg: dict[str, Any], table: Table, raw: dict[str, Any], log: Any) -> None:
     params = {
         "omnicron": {"n": cfg["adds_n"], "bulk_n": cfg["adds_bulk_n"], "chunk": 1000},
@@ -364,6 +395,7 @@ def sc_scale(cfg: dict[str, Any], table: Table, raw: dict[str, Any], log: Any) -
 
 SCENARIOS = {
     "burst": sc_burst,
+    "logging": sc_logging,
     "adds": sc_adds,
     "pfires": sc_pfires,
     "lateness": sc_lateness,

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from ._errors import StoreError
 from ._models import Job, JobStatus
 
-__all__ = ["JobPatch", "StoreBackend"]
+__all__ = ["JobPatch", "StoreBackend", "StoreBackendSpec"]
 
 #: Applied to the current stored job inside the backend's transaction; returns the job to
 #: write back, or ``None`` to leave it untouched.
@@ -135,3 +137,16 @@ class StoreBackend(abc.ABC):
         embedded backend; on a shared one, those claimed by ``owner`` (a restarted scheduler
         takes back its own at once) or whose owner's lease expired."""
         return [job.id for job in await self.list(JobStatus.RUNNING)]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBackendSpec:
+    """A store backend registration: URL scheme and ``factory(url, options) -> StoreBackend``.
+
+    Returned from the ``omnicron_store_backends`` hook. It lives beside the interface (not
+    with the plugin manager) so that the built-in plugin imports it without an import circle.
+    """
+
+    scheme: str
+    factory: Callable[[str, Mapping[str, Any]], StoreBackend]
+    description: str = ""

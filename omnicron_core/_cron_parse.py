@@ -8,10 +8,11 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 
-from omnicron_core._errors import JobValidationError
+from omnicron_core._errors import CronError
 from omnicron_core._limits import quote
 
 __all__ = [
+    "DESCRIPTORS",
     "DOW_NAMES",
     "FIELD_NAMES",
     "LAST",
@@ -20,6 +21,7 @@ __all__ = [
     "CronError",
     "Fields",
     "parse_fields",
+    "split_zone_prefix",
 ]
 
 LAST = -1000  # "L" in day-of-month; (dow, LAST) in day-of-week
@@ -35,12 +37,27 @@ _DIGITS = frozenset("0123456789")
 
 Item = int | tuple[int, int]
 
+DESCRIPTORS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
 
-class CronError(JobValidationError):
-    """A cron expression is not acceptable; the message names the field and the value."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, field="schedule.cron")
+def split_zone_prefix(expr: str) -> tuple[str | None, str]:
+    """``"CRON_TZ=Europe/Berlin 0 9 * * *"`` -> ``("Europe/Berlin", "0 9 * * *")``; an
+    expression without a ``CRON_TZ=`` / ``TZ=`` prefix -> ``(None, expr.strip())``.
+
+    The zone name is returned as written (possibly ``""``); the caller resolves it."""
+    text = expr.strip()
+    first, _, rest = text.partition(" ")
+    if not first.upper().startswith(("CRON_TZ=", "TZ=")):
+        return None, text
+    return first.split("=", 1)[1], rest.strip()
 
 
 def _fail(field: int, msg: str) -> CronError:

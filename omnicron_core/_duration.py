@@ -8,7 +8,7 @@ from typing import Any
 
 from ._limits import quote
 
-__all__ = ["Duration", "format_go_duration", "parse_go_duration"]
+__all__ = ["Duration", "DurationLike", "as_timedelta", "format_go_duration", "parse_go_duration"]
 
 _NS = 1
 _US = 1_000
@@ -173,3 +173,32 @@ class Duration:
 
     def __repr__(self) -> str:
         return f"Duration({format_go_duration(self.ns)!r})"
+
+
+#: What a scheduler setting that is a span of time accepts: a ``timedelta``, seconds (a number,
+#: as in the TOML file), a Go duration string (``"30s"``, ``"1m30s"``) or a :class:`Duration`.
+DurationLike = timedelta | float | int | str | Duration
+
+
+def as_timedelta(value: DurationLike, *, field: str) -> timedelta:
+    """``value`` as a ``timedelta`` (numbers are seconds); ``ValueError`` naming ``field`` for
+    anything else or a negative span."""
+    if isinstance(value, timedelta):
+        span = value
+    elif isinstance(value, bool):
+        raise ValueError(f"{field}: expected seconds or a duration such as '30s', got a bool")
+    elif isinstance(value, int | float):
+        span = timedelta(seconds=value)
+    elif isinstance(value, str | Duration):
+        try:
+            ns = Duration(value).ns
+        except ValueError as exc:
+            raise ValueError(f"{field}: {exc}") from None
+        span = timedelta(microseconds=ns // _US)
+    else:
+        raise ValueError(
+            f"{field}: expected seconds or a duration such as '30s', got {type(value).__name__}"
+        )
+    if span < timedelta(0):
+        raise ValueError(f"{field}: must not be negative")
+    return span

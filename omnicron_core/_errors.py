@@ -1,15 +1,39 @@
-"""Exceptions raised by omnicron, with the Go original's messages where it had one."""
+"""Exceptions raised by omnicron, with the Go original's messages where it had one.
+
+One tree: everything omnicron raises on purpose is an :class:`OmnicronError`::
+
+    OmnicronError
+    ├── JobNotFoundError (LookupError)
+    ├── JobValidationError (ValueError)   .field: "schedule.cron"
+    │   └── CronError                       a bad cron expression
+    ├── ConfigError (ValueError)          .field: "plugins.webhook.timeout"
+    │   ├── SettingError                    raised by a plugin's settings Struct
+    │   └── ConfigErrors                    several at once (omnicron_core.config)
+    ├── ArgumentError (ValueError)        an agent tool call's arguments
+    ├── ToolError                         an agent tool call failed (omnicron_core.skill)
+    ├── MissingEnvVarError (KeyError)     a ${env:NAME} reference to an unset variable
+    ├── SecretNotAllowedError (ValueError) a ${env:NAME} reference in an agent's job
+    ├── SchedulerAlreadyRunningError (RuntimeError)
+    ├── StoreError
+    └── PluginError
+"""
 
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
     "ConfigError",
+    "CronError",
     "JobNotFoundError",
     "JobValidationError",
+    "MissingEnvVarError",
     "OmnicronError",
     "PluginError",
     "SchedulerAlreadyRunningError",
+    "SecretNotAllowedError",
+    "SettingError",
     "StoreError",
+    "ToolError",
     "describe_error",
 ]
 
@@ -46,6 +70,13 @@ class JobValidationError(OmnicronError, ValueError):
         return JobValidationError(self.message, field=field)
 
 
+class CronError(JobValidationError):
+    """A cron expression is not acceptable; the message names the field and the value."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="schedule.cron")
+
+
 class SchedulerAlreadyRunningError(OmnicronError, RuntimeError):
     def __init__(self) -> None:
         super().__init__("scheduler already running")
@@ -79,6 +110,46 @@ class ConfigError(OmnicronError, ValueError):
         super().__init__(f"{field}: {message}" if field else message)
         self.message = message
         self.field = field
+
+
+class SettingError(ConfigError):
+    """Raise from a settings Struct's ``__post_init__`` to name the offending key
+    (``SettingError("needs a path", "path")``); the settings loader puts the section in front
+    (``plugins.send_message.path``)."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message, field=key)
+        self.key = key
+
+
+class ArgumentError(OmnicronError, ValueError):
+    """The arguments of an agent tool call are not acceptable; ``str()`` is the message for
+    the model."""
+
+
+class ToolError(OmnicronError):
+    """An agent tool call failed for a reason the model can act on; ``str()`` is the message."""
+
+
+class MissingEnvVarError(OmnicronError, KeyError):
+    """A ``${env:NAME}`` reference names a variable that is not set."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"environment variable {self.name} is not set"
+
+
+class SecretNotAllowedError(OmnicronError, ValueError):
+    """A job an agent made holds a ``${env:NAME}`` reference: it never resolves."""
+
+    def __str__(self) -> str:
+        return (
+            "${env:} references do not resolve in a job made by an agent (origin 'agent'); "
+            "secrets are for operators' jobs only"
+        )
 
 
 def describe_error(exc: BaseException) -> str:

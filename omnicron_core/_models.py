@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ._duration import Duration, format_go_duration, parse_go_duration
+from ._errors import JobValidationError
 
 __all__ = [
     "Action",
@@ -66,6 +67,19 @@ class Schedule(_Base):
     timezone: str = ""
 
     def __post_init__(self) -> None:
+        interval: Any = self.interval
+        if interval is not None and not isinstance(interval, Duration):
+            # the Python API takes what a Duration takes: "2s", a timedelta, integer ns
+            try:
+                self.interval = Duration(interval)
+            except ValueError as exc:
+                raise JobValidationError(str(exc), field="schedule.interval") from None
+            except TypeError:
+                raise JobValidationError(
+                    f"interval cannot be a {type(interval).__name__}; expected a Go duration "
+                    "string such as '90s' or '1h30m', a timedelta or integer nanoseconds",
+                    field="schedule.interval",
+                ) from None
         if self.interval is not None and self.interval.ns == 0:
             self.interval = None
 

@@ -6,19 +6,19 @@ import abc
 import contextlib
 import importlib.metadata
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
-import structlog
 
 from . import hookspecs
+from ._backend import StoreBackendSpec
 from ._errors import JobValidationError, PluginError
+from ._log import get_logger
 
 if TYPE_CHECKING:
-    from ._backend import StoreBackend
     from ._models import Action, ExecutionResult, Job
 
 __all__ = [
@@ -41,7 +41,7 @@ KNOWN_ACTION_DISTRIBUTIONS = {
     "call_tool": "omnicron-tool",
 }
 
-_log = structlog.get_logger("omnicron.plugins")
+_log = get_logger("omnicron.plugins")
 
 
 class RunInfo:
@@ -112,15 +112,6 @@ class ActionExecutor(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, empty on purpose
         """Release what the executor holds (clients, files). Called when the scheduler stops."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoreBackendSpec:
-    """A store backend registration: URL scheme and ``factory(url, options) -> StoreBackend``."""
-
-    scheme: str
-    factory: Callable[[str, Mapping[str, Any]], StoreBackend]
-    description: str = ""
 
 
 @dataclass(slots=True)

@@ -7,16 +7,20 @@ are compiled by :mod:`omnicron_core.cron` (on APScheduler's trigger classes).
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._errors import JobValidationError
+from ._fire_times import successive
 from ._models import Job, Schedule
 
 __all__ = [
     "EARLIEST",
     "LATEST",
     "first_fire",
+    "iter_fire_times",
     "local_zone",
     "next_fire_after",
     "next_fire_times",
@@ -157,6 +161,29 @@ def first_fire(job: Job, now: datetime, location: tzinfo | None) -> datetime | N
     return nxt.astimezone(UTC) if nxt is not None else None
 
 
+def iter_fire_times(
+    schedule: Schedule,
+    after: datetime,
+    *,
+    location: tzinfo | None = None,
+    anchor: datetime | None = None,
+    first: datetime | None = None,
+) -> Iterator[datetime]:
+    """The fire times of ``schedule`` strictly after ``after``, in order, lazily (take what you
+    need with ``itertools.islice``). ``first`` (a stored ``next_run_at``) comes first and the
+    rest follow it; ``anchor`` defaults to ``after`` (see :func:`next_fire_after`).
+
+    Every preview of fire times (the API, ``omnicron next``, ``omnicron jobs show``, the agent
+    tools) goes through here; the schedule is assumed valid (:func:`validate_schedule`).
+    """
+    start = anchor or after
+
+    def step(cursor: datetime) -> datetime | None:
+        return next_fire_after(schedule, cursor, location=location, anchor=start)
+
+    return successive(step, after, first=first)
+
+
 def next_fire_times(
     schedule: Schedule,
     *,
@@ -171,13 +198,6 @@ def next_fire_times(
         raise ValueError("count must be >= 0")
     zone = resolve_zone(location, field="location") if location is not None else None
     validate_schedule(schedule, zone)
-    out: list[datetime] = []
-    cursor = after
-    anchor = anchor or after
-    while len(out) < count:
-        nxt = next_fire_after(schedule, cursor, location=zone, anchor=anchor)
-        if nxt is None:
-            break
-        out.append(nxt)
-        cursor = nxt
-    return out
+    return list(
+        itertools.islice(iter_fire_times(schedule, after, location=zone, anchor=anchor), count)
+    )

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-import structlog
-
+from ._duration import as_timedelta
 from ._errors import (
     JobNotFoundError,
     JobValidationError,
@@ -25,21 +24,36 @@ from ._errors import (
     describe_error,
 )
 from ._limits import JobLimits
+from ._log import get_logger
 from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo
 from ._schedule import first_fire, next_fire_after, resolve_zone
 from ._store import Store, StoreConfig
 from ._validation import validate_job, validate_job_async
 
-__all__ = ["ExecutionHandler", "Scheduler", "SchedulerConfig"]
+__all__ = ["TUNING_FIELDS", "ExecutionHandler", "Scheduler", "SchedulerConfig"]
 
 #: A host's own runner for every job (the original's ``ExecutionHandler``); sync or async.
 ExecutionHandler = Callable[[Job], "ExecutionResult | Awaitable[ExecutionResult]"]
 
-_log = structlog.get_logger("omnicron")
+_log = get_logger("omnicron.scheduler")
 _MAX_SLEEP = 60.0  # re-check the clock at least this often (wall-clock jumps, suspend)
 _NS_PER_US = 1000
 _WRITE_RETRIES = 5
+
+
+#: The settings that are plain values, shared with the config file's ``[scheduler]`` section
+#: under the same names (:class:`omnicron_core.config.SchedulerSettings` takes its defaults
+#: from here).
+TUNING_FIELDS = (
+    "max_concurrency",
+    "claim_batch",
+    "shutdown_grace",
+    "misfire_grace",
+    "external_check",
+    "store_error_window",
+    "limits",
+)
 
 
 @dataclass
@@ -48,23 +62,27 @@ class SchedulerConfig:
 
     - ``store``: where jobs live (default: an in-memory store).
     - ``handler``: run every job with this instead of the executor plugins.
-    - ``location``: zone for cron expressions without their own (default: the machine's).
+    - ``location``: zone for cron expressions without their own (a tzinfo or an IANA name;
+      default: the machine's). The config file calls it ``[scheduler] timezone``.
     - ``registry``: executors and backends (default: from the installed plugins).
     - ``max_concurrency``: runs in flight at once; due jobs beyond it wait their turn.
     - ``claim_batch``: most jobs taken from the store per claim.
-    - ``shutdown_grace``: seconds ``stop()`` waits for runs in flight before cancelling them.
+    - ``shutdown_grace``: how long ``stop()`` waits for runs in flight before cancelling them.
     - ``misfire_grace``: a fire later than this is skipped (recorded, not run); ``None`` runs
       every late fire once (coalesced).
-    - ``external_check``: on a store other processes also write (an SQLite file), the most
-      seconds before the loop re-reads the earliest fire time (one indexed query), so a job
+    - ``external_check``: on a store other processes also write (an SQLite file), the longest
+      the loop goes before re-reading the earliest fire time (one indexed query), so a job
       added by another process (``omnicron jobs add``) is not missed. Changes made through
       this scheduler always wake it at once.
-    - ``store_error_window``: seconds a *permanent* store error (read-only, damaged, full,
+    - ``store_error_window``: how long a *permanent* store error (read-only, damaged, full,
       missing: :attr:`StoreError.transient` is False) may last before the scheduler stops
       firing and reports it in :attr:`Scheduler.failure` (``omnicron run`` then exits 1).
       Transient errors (busy, locked) are retried for as long as they last.
     - ``owner``: this scheduler's name on a shared store (``host:pid``).
     - ``limits``: size bounds on every job added or updated (:class:`JobLimits`).
+
+    The four spans accept a ``timedelta``, seconds (``30.0``) or a Go duration string
+    (``"30s"``) and are held as ``timedelta``.
     """
 
     store: Store | None = None
@@ -73,12 +91,23 @@ class SchedulerConfig:
     registry: Registry | None = None
     max_concurrency: int = 1024
     claim_batch: int = 1000
-    shutdown_grace: float = 30.0
+    shutdown_grace: timedelta = timedelta(seconds=30)
     misfire_grace: timedelta | None = None
-    external_check: float = 1.0
-    store_error_window: float = 30.0
+    external_check: timedelta = timedelta(seconds=1)
+    store_error_window: timedelta = timedelta(seconds=30)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     limits: JobLimits = field(default_factory=JobLimits)
+
+    def __post_init__(self) -> None:
+        for name in ("max_concurrency", "claim_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
+        self.shutdown_grace = as_timedelta(self.shutdown_grace, field="shutdown_grace")
+        self.external_check = as_timedelta(self.external_check, field="external_check")
+        self.store_error_window = as_timedelta(self.store_error_window, field="store_error_window")
+        if self.misfire_grace is not None:
+            self.misfire_grace = as_timedelta(self.misfire_grace, field="misfire_grace")
 
 
 class Scheduler:
@@ -86,8 +115,6 @@ class Scheduler:
 
     def __init__(self, config: SchedulerConfig | None = None) -> None:
         cfg = config or SchedulerConfig()
-        if cfg.max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
         self.config = cfg
         self.location: tzinfo = resolve_zone(cfg.location, field="location")
         self.registry = cfg.registry or Registry(location=self.location)
@@ -164,7 +191,7 @@ class Scheduler:
         self._store_problem = exc if isinstance(exc, StoreError) else StoreError(error)
         if self._trouble_since is None:
             self._trouble_since = now
-        if now - self._trouble_since < self.config.store_error_window:
+        if now - self._trouble_since < self.config.store_error_window.total_seconds():
             return False
         failure = exc if isinstance(exc, StoreError) else StoreError(error)
         self._failure = failure
@@ -173,19 +200,10 @@ class Scheduler:
             self._failed.set()
         return True
 
-    def validate(self, job: Job) -> None:
-        """Raise :class:`JobValidationError` unless ``job`` could be added as it is
-        (executors' synchronous checks; :meth:`add_job` also awaits their I/O-bound ones)."""
-        validate_job(
-            job,
-            self.registry,
-            self.location,
-            handler_runs_actions=self._handler is not None,
-            limits=self.config.limits,
-        )
-
-    async def validate_async(self, job: Job) -> None:
-        """:meth:`validate` with the executors' add-time checks awaited (e.g. DNS for SSRF)."""
+    async def validate(self, job: Job) -> None:
+        """Raise :class:`JobValidationError` unless ``job`` could be added as it is: the
+        checks :meth:`add_job` makes, executors' add-time I/O (a DNS lookup) awaited, never
+        run on the event loop's thread."""
         await validate_job_async(
             job,
             self.registry,
@@ -229,7 +247,7 @@ class Scheduler:
             f"job.{change}",
             job_id=job.id,
             action_type=job.action.type,
-            next_run_at=job.next_run_at.isoformat() if job.next_run_at else None,
+            next_run_at=job.next_run_at,  # ISO text when emitted (omnicron_core._log)
         )
         self._notify("omnicron_job_changed", job=job, change=change)
 
@@ -241,7 +259,7 @@ class Scheduler:
         job.updated_at = job.updated_at or now
         if job.status == JobStatus.RUNNING:
             job.status = JobStatus.ENABLED
-        await self.validate_async(job)
+        await self.validate(job)
         self._schedule(job, now)
         return job
 
@@ -291,7 +309,7 @@ class Scheduler:
         if not candidate.origin:
             with contextlib.suppress(JobNotFoundError):
                 candidate.origin = (await self.store.get(candidate.id)).origin
-        await self.validate_async(candidate)
+        await self.validate(candidate)
 
         def patch(cur: Job) -> Job | None:
             if cur.origin and not candidate.origin:
@@ -472,7 +490,7 @@ class Scheduler:
                 missed = False
             self._pending.append((job, result, scheduled_at))
             if missed:
-                _log.warning("job.missed", job_id=job.id, scheduled_at=scheduled_at.isoformat())
+                _log.warning("job.missed", job_id=job.id, scheduled_at=scheduled_at)
         finally:
             if self._flush_task is None or self._flush_task.done():
                 self._flush_task = asyncio.ensure_future(self._flush())
@@ -542,7 +560,7 @@ class Scheduler:
         wake = self._wake
         claim_batch = self.config.claim_batch
         max_sleep = (
-            min(_MAX_SLEEP, self.config.external_check)
+            min(_MAX_SLEEP, self.config.external_check.total_seconds())
             if self.store.backend.external_writers
             else _MAX_SLEEP
         )
@@ -686,7 +704,9 @@ class Scheduler:
             await self._loop_task
             self._loop_task = None
         if self._runs:
-            _, pending = await asyncio.wait(set(self._runs), timeout=self.config.shutdown_grace)
+            _, pending = await asyncio.wait(
+                set(self._runs), timeout=self.config.shutdown_grace.total_seconds()
+            )
             for task in pending:
                 task.cancel()
             if pending:

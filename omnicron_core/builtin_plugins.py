@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ._plugins import StoreBackendSpec
+from ._backend import StoreBackendSpec
 from .hookspecs import hookimpl
 
 

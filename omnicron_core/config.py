@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,10 +23,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ._errors import ConfigError, JobValidationError
+from ._duration import as_timedelta
+from ._errors import ConfigError, JobValidationError, SettingError
 from ._limits import JobLimits
+from ._locate import join_path, locate
 from ._models import Action, Job, JobStatus, Schedule, dec_hook, utcnow
-from ._scheduler import SchedulerConfig
+from ._scheduler import TUNING_FIELDS
 from ._store import DEFAULT_STORE_URL
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "decode_declared_jobs",
     "definition_hash",
     "load_config",
+    "load_effective_config",
     "located",
 ]
 
@@ -65,8 +67,19 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
+#: A span in the config file: a Go duration string (``"30s"``, ``"1m30s"``) or seconds.
+Span = Annotated[float, msgspec.Meta(ge=0)] | str
+
+
 class SchedulerSettings(_Section):
-    """The ``[scheduler]`` section."""
+    """The ``[scheduler]`` section: :class:`~omnicron_core.SchedulerConfig` as text.
+
+    The tuning keys (:data:`~omnicron_core._scheduler.TUNING_FIELDS`) are ``SchedulerConfig``'s
+    fields under the same names; unset ones take ``SchedulerConfig``'s defaults (the one place
+    they are written). Spans are Go duration strings or seconds. ``timezone`` is the API's
+    ``location``; ``store`` is a URL where the API takes a ``Store``. The metrics keys belong to
+    the runtime, not the scheduler.
+    """
 
     #: IANA zone for cron expressions without their own; ``""`` is the machine's zone.
     timezone: str = ""
@@ -74,16 +87,21 @@ class SchedulerSettings(_Section):
     store: str = DEFAULT_STORE_URL
     #: Backend-specific options passed to the store factory.
     store_options: dict[str, Any] = msgspec.field(default_factory=dict)
-    #: Runs in flight at once.
-    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] = SchedulerConfig.max_concurrency
-    #: Seconds a stop waits for runs in flight before cancelling them.
-    shutdown_grace: Annotated[float, msgspec.Meta(ge=0)] = SchedulerConfig.shutdown_grace
-    #: Seconds after its fire time past which a run is skipped (recorded as missed);
-    #: unset runs every late fire once.
-    misfire_grace: Annotated[float, msgspec.Meta(ge=0)] | None = None
-    #: Seconds a permanent store error (read-only, damaged, full, missing) may last before
-    #: ``omnicron run`` stops with exit status 1; busy/locked errors are retried meanwhile.
-    store_error_window: Annotated[float, msgspec.Meta(ge=0)] = SchedulerConfig.store_error_window
+    #: Runs in flight at once (default 1024).
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: Most jobs taken from the store per claim (default 1000).
+    claim_batch: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: How long a stop waits for runs in flight before cancelling them (default ``"30s"``).
+    shutdown_grace: Span | None = None
+    #: How late past its fire time a run may start before it is skipped (recorded as
+    #: missed); unset runs every late fire once.
+    misfire_grace: Span | None = None
+    #: Longest wait before re-reading a store other processes write (default ``"1s"``).
+    external_check: Span | None = None
+    #: How long a permanent store error (read-only, damaged, full, missing) may last before
+    #: ``omnicron run`` stops with exit status 1 (default ``"30s"``); busy/locked errors are
+    #: retried meanwhile.
+    store_error_window: Span | None = None
     #: Port of the Prometheus ``/metrics`` and ``/healthz`` endpoint; unset serves none,
     #: ``0`` picks a free port.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
@@ -92,6 +110,19 @@ class SchedulerSettings(_Section):
     #: Size limits on every job (``[scheduler.limits]``: ``max_name_length``,
     #: ``max_cron_length``, ``max_action_bytes``...; see ``omnicron_core.JobLimits``).
     limits: JobLimits = msgspec.field(default_factory=JobLimits)
+
+    def __post_init__(self) -> None:
+        for name in ("shutdown_grace", "misfire_grace", "external_check", "store_error_window"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    as_timedelta(value, field=name)
+                except ValueError as exc:
+                    raise SettingError(str(exc).split(": ", 1)[-1], name) from None
+
+    def tuning(self) -> dict[str, Any]:
+        """The tuning keys that are set, as ``SchedulerConfig`` keyword arguments."""
+        return {name: v for name in TUNING_FIELDS if (v := getattr(self, name)) is not None}
 
 
 class LogSettings(_Section):
@@ -140,39 +171,15 @@ class ConfigErrors(ConfigError):
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
-_MSGSPEC_PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$", re.S)
-_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
-_MISSING_FIELD = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
-
-
-def _join(prefix: str, path: str) -> str:
-    if not path:
-        return prefix
-    if not prefix:
-        return path.lstrip(".")
-    return prefix + path if path.startswith("[") else f"{prefix}.{path.lstrip('.')}"
-
-
-def located(exc: msgspec.ValidationError | JobValidationError, prefix: str = "") -> ConfigError:
-    """A :class:`ConfigError` at ``prefix`` + the error's own place.
-
-    msgspec's ``Expected `int`, got `str` - at `$.jobs[2].schedule``` becomes
-    ``jobs[2].schedule: Expected `int`, got `str```; an unknown or missing field is located at
-    the field itself.
-    """
+def located(
+    exc: msgspec.ValidationError | JobValidationError, prefix: str = "", *, root: type | None = None
+) -> ConfigError:
+    """A :class:`ConfigError` at ``prefix`` + the error's own place
+    (``jobs[2].schedule.cron: expected str, got int``): msgspec's errors through
+    :func:`omnicron_core._locate.locate`, the one translation of them."""
     if isinstance(exc, JobValidationError):
-        return ConfigError(exc.message, field=_join(prefix, exc.field or "") or None)
-    text = str(exc)
-    match = _MSGSPEC_PATH.match(text)
-    message, path = (match["msg"], match["path"]) if match else (text, "")
-    for pattern, what in ((_UNKNOWN_FIELD, "unknown key"), (_MISSING_FIELD, "required key")):
-        named = pattern.match(message)
-        if named:
-            path = f"{path}.{named['name']}"
-            message = f"{what} is missing" if what == "required key" else what
-            if what == "unknown key":
-                message = "unknown key (check its spelling)"
-    return ConfigError(message, field=_join(prefix, path) or None)
+        return ConfigError(exc.message, field=join_path(prefix, exc.field or "") or None)
+    return locate(exc, prefix, root=root)
 
 
 def decode_config(data: Mapping[str, Any], *, source: str = "") -> Config:
@@ -205,7 +212,7 @@ def decode_config(data: Mapping[str, Any], *, source: str = "") -> Config:
         try:
             sections[key] = getattr(msgspec.convert({key: value}, type=Config), key)
         except msgspec.ValidationError as exc:
-            errors.append(located(exc))
+            errors.append(located(exc, root=Config))
     config = Config(**sections, source=source)
     if errors:
         raise ConfigErrors(errors, partial=config)
@@ -254,6 +261,41 @@ def apply_env(config: Config, env: Mapping[str, str] | None = None) -> Config:
     return msgspec.structs.replace(config, scheduler=scheduler, log=log)
 
 
+def load_effective_config(
+    path: str | os.PathLike[str] | None,
+    *,
+    store: str | None = None,
+    env: Mapping[str, str] | None = None,
+    errors: list[ConfigError] | None = None,
+) -> Config:
+    """The config a process runs with: the file (``None``: all defaults), then the environment
+    (``OMNICRON_STORE``, ``OMNICRON_LOG_LEVEL``, ``OMNICRON_LOG_FORMAT``), then an explicit
+    ``store`` (a ``--store`` flag). The one place that layers them, for ``omnicron`` (run,
+    validate, jobs) and ``omnicron mcp`` alike.
+
+    Raises :class:`ConfigErrors`; or, given an ``errors`` list, appends to it and goes on with
+    defaults in place of the sections that failed (``omnicron validate`` reports them all).
+    """
+    try:
+        config = load_config(path)
+    except ConfigErrors as exc:
+        if errors is None or exc.partial is None:
+            raise
+        errors += exc.errors
+        config = exc.partial
+    try:
+        config = apply_env(config, env)
+    except ConfigErrors as exc:
+        if errors is None:
+            raise
+        errors += exc.errors
+    if store:
+        config = msgspec.structs.replace(
+            config, scheduler=msgspec.structs.replace(config.scheduler, store=store)
+        )
+    return config
+
+
 def definition_hash(declared: DeclaredJob) -> str:
     """A stable hash of a declared job's definition: what the reconcile compares across starts."""
     body = msgspec.json.encode(
@@ -266,7 +308,7 @@ def _decode_declared(raw: Any, prefix: str) -> DeclaredJob:
     try:
         declared = msgspec.convert(raw, type=DeclaredJob, dec_hook=dec_hook, strict=False)
     except msgspec.ValidationError as exc:
-        raise located(exc, prefix) from None
+        raise located(exc, prefix, root=DeclaredJob) from None
     if (
         declared.enabled is not None
         and declared.status is not None

@@ -26,24 +26,29 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.cron.fields import DayOfMonthField
 from apscheduler.triggers.interval import IntervalTrigger
 
-from omnicron_core._cron_parse import CronError, Fields, parse_fields
+from omnicron_core._cron_parse import (
+    DESCRIPTORS,
+    CronError,
+    Fields,
+    parse_fields,
+    split_zone_prefix,
+)
 from omnicron_core._duration import parse_go_duration
+from omnicron_core._fire_times import successive
 from omnicron_core._limits import quote
 
-__all__ = ["MAX_CRON_LENGTH", "CronError", "CronExpression", "parse_cron", "validate_cron"]
+__all__ = [
+    "DESCRIPTORS",
+    "MAX_CRON_LENGTH",
+    "CronError",
+    "CronExpression",
+    "parse_cron",
+    "validate_cron",
+]
 
 #: The longest expression the parser reads at all (``JobLimits.max_cron_length`` is lower).
 MAX_CRON_LENGTH = 4096
 
-DESCRIPTORS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 _ONE_SECOND = timedelta(seconds=1)
 _ONE_MINUTE = timedelta(minutes=1)
 _MIDNIGHT = datetime.min.time()
@@ -161,20 +166,11 @@ class CronExpression:
         self, after: datetime, count: int, *, anchor: datetime | None = None
     ) -> list[datetime]:
         """The next ``count`` fire times after ``after`` (fewer if the schedule ends)."""
-        out: list[datetime] = []
         if self.every is not None and anchor is None:
             anchor = after
-        t: datetime | None = after
-        while len(out) < count and t is not None:
-            t = self.next_after(t, anchor=anchor)
-            if t is not None:
-                out.append(t)
-        return out
-
-    def describe(self) -> str:
-        from omnicron_core.describe import describe_cron
-
-        return describe_cron(self.expr)
+        return list(
+            itertools.islice(successive(lambda t: self.next_after(t, anchor=anchor), after), count)
+        )
 
     # -- internals --------------------------------------------------------------------------
 
@@ -331,14 +327,11 @@ def _compile(expr: str, key: tzinfo | str) -> CronExpression:
     if not text:
         raise CronError("cron expression is empty")
     zone: tzinfo = _zone(key, expr) if isinstance(key, str) else key
-    first, _, rest = text.partition(" ")
-    upper_first = first.upper()
-    if upper_first.startswith(("CRON_TZ=", "TZ=")):
-        name = first.split("=", 1)[1]
+    name, text = split_zone_prefix(text)
+    if name is not None:
         if not name:
             raise CronError(f"cron expression {quote(expr)} has an empty time zone after '='")
         zone = _zone(name, expr)
-        text = rest.strip()
         if not text:
             raise CronError(f"cron expression {quote(expr)} has a time zone but no schedule")
     if text.startswith("@"):

@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from omnicron_core._cron_parse import DOW_NAMES, MONTH_NAMES
+from omnicron_core._cron_parse import DESCRIPTORS, DOW_NAMES, MONTH_NAMES, split_zone_prefix
 from omnicron_core._duration import format_go_duration, parse_go_duration
-from omnicron_core.cron import DESCRIPTORS, parse_cron
+from omnicron_core.cron import parse_cron
 
 __all__ = ["describe_cron"]
 
@@ -233,12 +233,8 @@ def _days(dom: str, month: str, dow: str) -> str:
 def describe_cron(expr: str) -> str:
     """A plain-English description of ``expr`` (validated with :func:`parse_cron`)."""
     parse_cron(expr)  # raises CronError for a bad expression
-    text = expr.strip()
-    suffix = ""
-    first, _, rest = text.partition(" ")
-    if first.upper().startswith(("CRON_TZ=", "TZ=")):
-        suffix = f" ({first.split('=', 1)[1]})"
-        text = rest.strip()
+    zone, text = split_zone_prefix(expr)
+    suffix = f" ({zone})" if zone is not None else ""
     if text.startswith("@"):
         word, _, arg = text.partition(" ")
         if word.lower() == "@every":

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from ._backend import StoreBackendSpec
     from ._models import ExecutionResult, Job
-    from ._plugins import ActionExecutor, PluginContext, StoreBackendSpec
+    from ._plugins import ActionExecutor, PluginContext
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -117,7 +118,3 @@ def omnicron_job_ran(job: Job, result: ExecutionResult) -> None:
             if not result.success:
                 alert(job.name, result.error)
     """
-
-
-def _hook_names() -> list[str]:
-    return [name for name in globals() if name.startswith("omnicron_")]

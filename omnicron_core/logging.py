@@ -1,6 +1,8 @@
-"""structlog configuration for the ``omnicron`` command line; the library never configures.
+"""Logging of omnicron: :func:`get_logger` for the library and plugins (silent until the host
+configures ``logging`` or structlog; see :mod:`omnicron_core._log`), and
+:func:`configure_logging`, which only the ``omnicron`` command calls.
 
-Events go to stderr: a console renderer on a terminal, one JSON object a line otherwise.
+The command's events go to stderr: a console renderer on a terminal, one JSON object a line otherwise.
 The stdlib ``logging`` records of other libraries (APScheduler, httpx) pass through the same
 renderer via :class:`structlog.stdlib.ProcessorFormatter`.
 """
@@ -9,23 +11,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import date, datetime
 from typing import Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["LEVELS", "configure_logging"]
+from ._log import ROOT_LOGGER, Logger, _isoformat_times, get_logger
+
+__all__ = ["LEVELS", "ROOT_LOGGER", "Logger", "configure_logging", "get_logger"]
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 Format = Literal["auto", "console", "json"]
-
-
-def _isoformat_times(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-    for key, value in event.items():
-        if isinstance(value, datetime | date):
-            event[key] = value.isoformat()
-    return event
 
 
 def configure_logging(

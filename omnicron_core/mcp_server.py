@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
-import os
 import sys
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,39 +179,21 @@ def load_server_settings(
     skill_settings: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> ServerSettings:
-    """Merge (lowest first) defaults, the config file, ``OMNICRON_STORE``, and the flags."""
-    env = os.environ if env is None else env
-    plugins: dict[str, dict[str, Any]] = {}
-    skill_table: dict[str, Any] = {}
-    store_url, zone, store_options = DEFAULT_STORE_URL, "", {}
-    if config_path is not None:
-        from .config import decode_config
+    """Merge (lowest first) defaults, the config file, the environment
+    (:func:`omnicron_core.config.load_effective_config`, as ``omnicron run``), and the flags."""
+    from .config import load_effective_config
 
-        try:
-            data = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read config file: {exc.strerror}", field=str(config_path)
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"invalid TOML: {exc}", field=str(config_path)) from None
-        config = decode_config(data, source=str(config_path))
-        skill_table.update(config.skill)
-        plugins = {name: dict(section) for name, section in config.plugins.items()}
-        store_url = config.scheduler.store
-        zone = config.scheduler.timezone
-        store_options = dict(config.scheduler.store_options)
-    if env.get("OMNICRON_STORE"):
-        store_url = env["OMNICRON_STORE"]
+    config = load_effective_config(config_path, store=store, env=env)
+    plugins = {name: dict(section) for name, section in config.plugins.items()}
     for name, section in parse_plugin_settings(plugin_settings).items():
         plugins.setdefault(name, {}).update(section)
-    skill_table.update(parse_skill_settings(skill_settings))
+    skill_table = {**config.skill, **parse_skill_settings(skill_settings)}
     return ServerSettings(
-        store=store or store_url,
-        timezone=timezone if timezone is not None else zone,
+        store=config.scheduler.store,
+        timezone=timezone if timezone is not None else config.scheduler.timezone,
         plugins=plugins,
         skill=load_skill_config(skill_table),
-        store_options=store_options,
+        store_options=config.scheduler.store_options,
     )
 
 

@@ -25,11 +25,10 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta, tzinfo
+from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
-import structlog
 
 from ._errors import (
     ConfigError,
@@ -40,8 +39,9 @@ from ._errors import (
     StoreError,
 )
 from ._limits import JobLimits
+from ._log import get_logger
 from ._models import Job
-from ._plugins import ENTRY_POINT_GROUP, Registry, get_plugin_manager
+from ._plugins import ENTRY_POINT_GROUP, PluginContext, Registry, get_plugin_manager
 from ._schedule import resolve_zone
 from ._scheduler import Scheduler, SchedulerConfig
 from ._store import Store, StoreConfig, backend_spec_for
@@ -73,7 +73,7 @@ __all__ = [
     "serve",
 ]
 
-_log = structlog.get_logger("omnicron.runtime")
+_log = get_logger("omnicron.runtime")
 
 
 def is_declared(job: Job) -> bool:
@@ -133,14 +133,26 @@ def _check_plugin_sections(config: Config, pm: pluggy.PluginManager) -> list[Con
     return errors
 
 
-def _probe_executors(registry: Registry) -> list[ConfigError]:
-    """Build each plugin's executors on its own, to report every plugin's bad settings."""
+def _probe_executors(
+    registry: Registry,
+    built: dict[str, Any] | None = None,
+    blocked: set[str] | None = None,
+) -> list[ConfigError]:
+    """Build each plugin's executors on its own, to report every plugin's bad settings.
+
+    The executors of the plugins that did build go into ``built`` (by action type); the action
+    types of those that did not, as far as their defaults tell (built once more without their
+    section), go into ``blocked``.
+    """
     errors: list[ConfigError] = []
     pm = registry.plugin_manager
     for impl in pm.hook.omnicron_action_executors.get_hookimpls():
         kwargs = {"context": registry.context} if "context" in impl.argnames else {}
         try:
-            list(cast(Iterable[Any], impl.function(**kwargs) or ()))
+            executors = list(cast(Iterable[Any], impl.function(**kwargs) or ()))
+            if built is not None:
+                built.update((e.action_type, e) for e in executors)
+            continue
         except ConfigError as exc:
             errors.append(
                 exc if exc.field else ConfigError(exc.message, field=f"plugins.{impl.plugin_name}")
@@ -152,6 +164,14 @@ def _probe_executors(registry: Registry) -> list[ConfigError]:
                     field=f"plugins.{impl.plugin_name}",
                 )
             )
+        if blocked is not None and "context" in impl.argnames:
+            context = registry.context
+            defaults = {k: v for k, v in context.settings.items() if k != impl.plugin_name}
+            with contextlib.suppress(Exception):  # what it would provide, if it can tell
+                retry = impl.function(
+                    context=PluginContext(context.plugin_manager, defaults, context.location)
+                )
+                blocked.update(e.action_type for e in cast(Iterable[Any], retry or ()))
     return errors
 
 
@@ -211,14 +231,31 @@ def _error_order(error: ConfigError) -> tuple[int, int, str]:
 
 def _validate_declared(
     jobs: Iterable[tuple[int, Job]],
-    registry: Registry | None,
+    registry: Registry,
     location: tzinfo,
+    *,
+    plugins_ok: bool,
     limits: JobLimits | None = None,
 ) -> list[ConfigError]:
+    """Each declared job's problems. With a plugin whose settings are bad (already reported
+    at ``plugins.<name>.<key>``), the actions of the plugins that did build are still checked
+    by their executors; an action of any other type gets its schedule checked only: its
+    executor may be the one that failed to build, and "invalid action type" would hide the
+    setting that is really wrong; a type no plugin provides is still "invalid action type"."""
     errors: list[ConfigError] = []
+    built: dict[str, Any] = {}
+    blocked: set[str] = set()
+    partial = registry
+    if not plugins_ok:
+        _probe_executors(registry, built, blocked)
+        partial = Registry(registry.plugin_manager, location=location)
+        partial._executors = built
     for index, job in jobs:
         try:
-            validate_job(job, registry, location, limits=limits)
+            if job.action.type in blocked - built.keys():
+                validate_job(job, None, location, check_action=False, limits=limits)
+            else:
+                validate_job(job, partial, location, limits=limits)
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     return errors
@@ -252,19 +289,16 @@ class Runtime:
                 store=self.store,
                 location=self.location,
                 registry=self.registry,
-                max_concurrency=sched.max_concurrency,
-                shutdown_grace=sched.shutdown_grace,
-                store_error_window=sched.store_error_window,
-                misfire_grace=None
-                if sched.misfire_grace is None
-                else timedelta(seconds=sched.misfire_grace),
-                limits=sched.limits,
+                **sched.tuning(),
             )
         )
 
     def check(self) -> list[ConfigError]:
         """Every problem of the config found without opening the store: plugin sections and
-        settings, the store URL, the metrics setup, and each declared job (schedule, action)."""
+        settings, the store URL, the metrics setup, and each declared job (schedule, action).
+
+        Synchronous, for callers without an event loop (``omnicron validate``): an executor's
+        check may resolve a host name. On a loop, ``await scheduler.validate(job)`` instead."""
         errors = _check_plugin_sections(self.config, self.plugin_manager)
         plugin_errors = _check_executors(self.registry)
         errors += plugin_errors
@@ -278,13 +312,12 @@ class Runtime:
             except ConfigError as exc:
                 errors.append(exc)
         decoded, job_errors = decode_declared_jobs(self.config)
-        # With broken plugin settings the executors cannot check actions; the original's
-        # minimal checks still catch missing fields and unknown types.
         errors += _validate_declared(
             [(index, job) for index, _, job in decoded],
-            None if plugin_errors else self.registry,
+            self.registry,
             self.location,
-            self.config.scheduler.limits,
+            plugins_ok=not plugin_errors,
+            limits=self.config.scheduler.limits,
         )
         errors += job_errors
         return sorted(errors, key=_error_order)
@@ -317,7 +350,7 @@ async def reconcile(scheduler: Scheduler, declared: list[Job]) -> ReconcileRepor
     errors: list[ConfigError] = []
     for index, job in enumerate(declared):
         try:
-            scheduler.validate(job)
+            await scheduler.validate(job)  # executors' I/O (DNS) awaited, off the loop
         except JobValidationError as exc:
             errors.append(located(exc, f"jobs[{index}]"))
     # only the declared jobs are read: a store of a million jobs added at run time costs
@@ -549,7 +582,7 @@ async def serve(runtime: Runtime, options: RunOptions | None = None) -> Reconcil
         if failure is not None:
             raise StoreError(
                 f"the store failed and did not recover within "
-                f"{runtime.config.scheduler.store_error_window:g}s "
+                f"{runtime.scheduler.config.store_error_window.total_seconds():g}s "
                 f"(scheduler.store_error_window), so omnicron stopped: {failure.message}",
                 transient=failure.transient,
             )

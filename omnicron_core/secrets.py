@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ._errors import MissingEnvVarError, SecretNotAllowedError
+
 if TYPE_CHECKING:
     from ._models import Job
 
@@ -25,27 +27,6 @@ __all__ = [
 
 _ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 _ANY_REF = re.compile(r"\$\{env:[^}]*\}?")
-
-
-class MissingEnvVarError(KeyError):
-    """A ``${env:NAME}`` reference names a variable that is not set."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-    def __str__(self) -> str:
-        return f"environment variable {self.name} is not set"
-
-
-class SecretNotAllowedError(ValueError):
-    """A job an agent made holds a ``${env:NAME}`` reference: it never resolves."""
-
-    def __str__(self) -> str:
-        return (
-            "${env:} references do not resolve in a job made by an agent (origin 'agent'); "
-            "secrets are for operators' jobs only"
-        )
 
 
 def find_env_refs(value: str) -> list[str]:

@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import msgspec
 
-from ._errors import ConfigError
+from ._errors import ConfigError, SettingError
+from ._locate import locate
 
 __all__ = ["SettingError", "load_plugin_settings"]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
-_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
-_PATH = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.S)
-
-
-class SettingError(ValueError):
-    """Raise from a settings Struct's ``__post_init__`` to name the offending key
-    (``SettingError("needs a path", "path")``); :func:`load_plugin_settings` locates it."""
-
-    def __init__(self, message: str, key: str) -> None:
-        super().__init__(message)
-        self.key = key
-
 
 def load_plugin_settings(data: Mapping[str, Any] | None, settings_type: type[S], plugin: str) -> S:
     """Convert a plugin's config section to ``settings_type`` (a Struct that forbids unknown
     fields). Raises :class:`ConfigError` whose ``field`` is ``plugins.<plugin>.<key>`` and whose
-    message says what is allowed."""
+    message says what is allowed (``unknown key 'colour' (check its spelling); allowed keys:
+    transport, path, ...``). Raise :class:`SettingError` in the Struct's ``__post_init__`` to
+    name a key yourself."""
     prefix = f"plugins.{plugin}"
     if data is None:
         return settings_type()
@@ -39,19 +29,4 @@ def load_plugin_settings(data: Mapping[str, Any] | None, settings_type: type[S],
     try:
         return msgspec.convert(dict(data), settings_type, strict=False)
     except msgspec.ValidationError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, SettingError):
-            raise ConfigError(str(cause), field=f"{prefix}.{cause.key}") from None
-        text = str(exc)
-        unknown = _UNKNOWN.search(text)
-        if unknown:
-            allowed = ", ".join(settings_type.__struct_fields__)
-            raise ConfigError(
-                f"unknown setting {unknown.group(1)!r}; allowed settings: {allowed}",
-                field=f"{prefix}.{unknown.group(1)}",
-            ) from None
-        located = _PATH.match(text)
-        if located:
-            message, path = located.groups()
-            raise ConfigError(message, field=f"{prefix}.{path}") from None
-        raise ConfigError(text, field=prefix) from None
+        raise locate(exc, prefix, root=settings_type) from None

@@ -710,7 +710,12 @@ class StoreBackendContract:
 
             store = Store(StoreConfig(url=store_target.url), backend=b)
             sched = Scheduler(
-                SchedulerConfig(store=store, handler=handler, location="UTC", external_check=0.2)
+                SchedulerConfig(
+                    store=store,
+                    handler=handler,
+                    location="UTC",
+                    external_check=timedelta(seconds=0.2),
+                )
             )
             # the scheduler's own jobs: fire every second, so it writes all the time
             now = _now()

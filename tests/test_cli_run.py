@@ -56,6 +56,15 @@ def stored(db: Path) -> dict[str, Job]:
     return {job.id: job for job in (decode_job(row[0]) for row in rows)}
 
 
+def runs_so_far(db: Path, job_id: str) -> int:
+    """The job's run count, 0 while the starting process has not created it (or the file)."""
+    try:
+        job = stored(db).get(job_id) if db.exists() else None
+    except sqlite3.OperationalError:  # the file exists, its schema not yet
+        return 0
+    return job.run_count if job is not None else 0
+
+
 def lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -176,14 +185,7 @@ action = { type = "call_tool", tool_name = "now" }
     )
     proc = start_cli(tmp_path, "run", "-c", str(config))
     try:
-        wait_for(
-            lambda: (
-                (tmp_path / "jobs.db").exists()
-                # the file exists before the reconcile has saved the job
-                and "clock" in (jobs := stored(tmp_path / "jobs.db"))
-                and jobs["clock"].run_count >= 2
-            )
-        )
+        wait_for(lambda: runs_so_far(tmp_path / "jobs.db", "clock") >= 2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     finally:

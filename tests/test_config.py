@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from omnicron_core import JobStatus, SchedulerConfig
+from omnicron_core import JobLimits, JobStatus, SchedulerConfig
+from omnicron_core._scheduler import TUNING_FIELDS
 from omnicron_core.config import (
     SOURCE_CONFIG,
     SOURCE_HASH_KEY,
     SOURCE_KEY,
     Config,
     ConfigErrors,
+    SchedulerSettings,
     apply_env,
     declared_jobs,
     decode_config,
@@ -43,8 +47,9 @@ action = { type = "send_message", session_id = "s", message = "m" }
 def test_defaults_without_a_file() -> None:
     config = load_config(None)
     assert config.scheduler.store == "sqlite:///omnicron.db"
-    assert config.scheduler.max_concurrency == SchedulerConfig().max_concurrency == 1024
-    assert config.scheduler.shutdown_grace == 30.0
+    # unset tuning keys take SchedulerConfig's defaults: written in one place
+    assert config.scheduler.tuning() == {"limits": JobLimits()}
+    assert SchedulerConfig(**config.scheduler.tuning()).max_concurrency == 1024
     assert config.scheduler.metrics_port is None
     assert config.log.level == "info" and config.log.format == "auto"
     assert config.jobs == [] and config.plugins == {}
@@ -72,7 +77,13 @@ transport = "console"
     config = load_config(path)
     assert config.source == str(path)
     assert config.scheduler.timezone == "Europe/Berlin"
-    assert config.scheduler.misfire_grace == 60.0
+    assert config.scheduler.misfire_grace == 60
+    assert SchedulerConfig(**config.scheduler.tuning()) == SchedulerConfig(
+        max_concurrency=8,
+        shutdown_grace=timedelta(seconds=1.5),
+        misfire_grace=timedelta(minutes=1),
+        owner=SchedulerConfig().owner,
+    )
     assert config.log.level == "debug"
     assert config.plugins == {"send_message": {"transport": "console"}}
     ((declared, job),) = declared_jobs(config)
@@ -85,7 +96,7 @@ transport = "console"
 @pytest.mark.parametrize(
     ("text", "field", "words"),
     [
-        ("[scheduler]\nmax_concurrency = 'ten'\n", "scheduler.max_concurrency", "Expected `int`"),
+        ("[scheduler]\nmax_concurrency = 'ten'\n", "scheduler.max_concurrency", "expected int"),
         ("[scheduler]\nmax_concurency = 10\n", "scheduler.max_concurency", "unknown key"),
         ("[scheduler]\nmax_concurrency = 0\n", "scheduler.max_concurrency", ">= 1"),
         ("[log]\nlevel = 'loud'\n", "log.level", "loud"),
@@ -113,7 +124,7 @@ def test_errors_of_several_sections_come_together() -> None:
     [
         ("id='a'\nschedule={interval='1s'}\naction={type='x'}", "jobs[1].name", "required"),
         ("id='a'\nname='a'\nschedule={interval='5q'}\naction={type='x'}", "jobs[1].schedule.interval", "unknown unit"),
-        ("id='a'\nname='a'\nschedule={cron=5}\naction={type='x'}", "jobs[1].schedule.cron", "Expected `str`"),
+        ("id='a'\nname='a'\nschedule={cron=5}\naction={type='x'}", "jobs[1].schedule.cron", "expected str"),
         ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x', tool='y'}", "jobs[1].action.tool", "unknown key"),
         ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nsatus='x'", "jobs[1].satus", "unknown key"),
         ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nenabled=true\nstatus='disabled'", "jobs[1]", "disagree"),
@@ -201,4 +212,45 @@ def test_located_turns_msgspec_paths_into_dotted_fields() -> None:
         msgspec.convert({"items": [{"n": 1}, {"n": "x"}]}, Outer)
     error = located(info.value, "jobs[2]")
     assert error.field == "jobs[2].items[1].n"
-    assert str(error) == "jobs[2].items[1].n: Expected `int`, got `str`"
+    assert str(error) == "jobs[2].items[1].n: expected int, got str"
+
+
+def test_scheduler_settings_are_scheduler_config_under_the_same_names() -> None:
+    api = {f.name for f in dataclasses.fields(SchedulerConfig)}
+    toml = set(SchedulerSettings.__struct_fields__)
+    # objects only the API can hold; the file's text for them; the runtime's own keys
+    assert api - toml == {"handler", "location", "registry", "owner"}
+    assert toml - api == {"store_options", "timezone", "metrics_port", "metrics_host"}
+    # `store` is a Store in the API and its URL in the file; every other shared key is tuning
+    assert set(TUNING_FIELDS) == api & toml - {"store"}
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("'45s'", 45.0), ("'1m30s'", 90.0), ("2.5", 2.5), ("0", 0.0)]
+)
+def test_spans_take_go_durations_or_seconds(value: str, seconds: float) -> None:
+    config = decode(f"[scheduler]\nshutdown_grace = {value}\nexternal_check = {value}\n")
+    built = SchedulerConfig(**config.scheduler.tuning())
+    assert built.shutdown_grace == built.external_check == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"), [("'soon'", "invalid duration 'soon'"), ("'-5s'", "negative")]
+)
+def test_bad_spans_are_located(value: str, words: str) -> None:
+    with pytest.raises(ConfigErrors) as info:
+        decode(f"[scheduler]\nmisfire_grace = {value}\n")
+    (error,) = info.value.errors
+    assert error.field == "scheduler.misfire_grace"
+    assert words in error.message
+
+
+def test_the_api_takes_the_same_spellings() -> None:
+    config = SchedulerConfig(shutdown_grace="2s", misfire_grace=90, external_check=0.5)
+    assert config.shutdown_grace == timedelta(seconds=2)
+    assert config.misfire_grace == timedelta(seconds=90)
+    assert config.external_check == timedelta(milliseconds=500)
+    with pytest.raises(ValueError, match="max_concurrency must be an integer >= 1"):
+        SchedulerConfig(max_concurrency=0)
+    with pytest.raises(ValueError, match="shutdown_grace: invalid duration"):
+        SchedulerConfig(shutdown_grace="later")

@@ -245,7 +245,7 @@ async def test_api_refuses_times_outside_the_horizon() -> None:
                 await sched.add_job(job)
             assert caught.value.field == "schedule.once"
             with pytest.raises(JobValidationError):
-                sched.validate(job)
+                await sched.validate(job)
         assert await sched.list_jobs() == []
 
 
@@ -593,13 +593,13 @@ async def test_concurrent_triggers_run_once(tmp_path: Path) -> None:
 async def test_job_limit_counts_the_shared_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = Scheduler.validate_async
+    real = Scheduler.validate
 
     async def slow_validate(self: Scheduler, job: Job) -> None:
         await asyncio.sleep(0.01)  # an executor's add-time check doing I/O (the webhook's DNS)
         await real(self, job)
 
-    monkeypatch.setattr(Scheduler, "validate_async", slow_validate)
+    monkeypatch.setattr(Scheduler, "validate", slow_validate)
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     skills = []
     for _ in range(2):

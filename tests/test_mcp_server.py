@@ -277,7 +277,7 @@ min_interval = "5m"
     assert load_server_settings(path, env={"OMNICRON_STORE": "sqlite:///x.db"}).store == (
         "sqlite:///x.db"
     )
-    with pytest.raises(ConfigError, match="unknown setting 'max_job'"):
+    with pytest.raises(ConfigError, match="unknown key 'max_job'"):
         load_server_settings(None, skill_settings=["max_job=1"], env={})
 
 

@@ -14,6 +14,7 @@ from omnicron_core import (
     Job,
     JobNotFoundError,
     JobStatus,
+    JobValidationError,
     Schedule,
     decode_job,
     encode_job,
@@ -214,3 +215,21 @@ def test_public_names_are_the_intended_ones() -> None:
 
 def test_job_is_a_msgspec_struct_with_unknown_fields_forbidden() -> None:
     assert Job.__struct_config__.forbid_unknown_fields
+
+
+@pytest.mark.parametrize("value", ["2s", timedelta(seconds=2), 2_000_000_000, Duration("2s")])
+def test_schedule_interval_takes_what_a_duration_takes(value: object) -> None:
+    schedule = Schedule(interval=value)  # type: ignore[arg-type]
+    assert schedule.interval == Duration("2s")
+    assert schedule.kinds() == ["interval"]
+    assert encode_job(new_job("a", "a", schedule, Action(type="x"))).count(b'"interval":"2s"') == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "words"), [("soon", "invalid duration 'soon'"), (2.5, "cannot be a float")]
+)
+def test_a_bad_interval_is_located(value: object, words: str) -> None:
+    with pytest.raises(JobValidationError) as info:
+        Schedule(interval=value)  # type: ignore[arg-type]
+    assert info.value.field == "schedule.interval"
+    assert words in info.value.message

@@ -269,8 +269,8 @@ def test_plugin_settings_loader_locates_errors() -> None:
     assert load_plugin_settings({"mode": "file", "path": "x"}, Settings, "demo").path == "x"
     assert load_plugin_settings(None, Settings, "demo") == Settings()
     cases = [
-        ({"mode": 3}, "plugins.demo.mode", "Expected `str`"),
-        ({"mdoe": "a"}, "plugins.demo.mdoe", "allowed settings: mode, path"),
+        ({"mode": 3}, "plugins.demo.mode", "expected str"),
+        ({"mdoe": "a"}, "plugins.demo.mdoe", "allowed keys: mode, path"),
         ({"mode": "file"}, "plugins.demo.path", "needs a path"),
     ]
     for data, field, fragment in cases:

@@ -9,21 +9,27 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from omnicron_core import (
     Action,
+    ActionExecutor,
     Duration,
     ExecutionResult,
     Job,
     JobStatus,
+    PluginContext,
+    RunInfo,
     Schedule,
     get_plugin_manager,
+    hookimpl,
     new_job,
 )
 from omnicron_core.config import SOURCE_KEY, ConfigErrors, decode_config
 from omnicron_core.metrics import MetricsServer
 from omnicron_core.runtime import Runtime, is_declared
+from omnicron_core.settings import load_plugin_settings
 
 
 def config_text(db: Path, jobs: str, extra: str = "") -> str:
@@ -185,7 +191,8 @@ def fetch(url: str) -> tuple[int, str]:
 
 
 async def test_metrics_server_counts_runs_and_jobs(tmp_path: Path) -> None:
-    rt = runtime_for(config_text(tmp_path / "m.db", job_entry("a") + job_entry("b")))
+    transport = f"[plugins.send_message]\ntransport = 'jsonl'\npath = '{tmp_path / 'm.jsonl'}'\n"
+    rt = runtime_for(config_text(tmp_path / "m.db", job_entry("a") + job_entry("b"), transport))
     await rt.reconcile()
     server = MetricsServer(rt.plugin_manager, rt.store)
     server.start(0)
@@ -240,3 +247,86 @@ def test_metrics_plugin_records_failures_and_lateness() -> None:
         )
         == 1.0
     )
+
+
+class _LoopSafeProbe:
+    """An executor plugin whose synchronous check refuses to run on the event loop's thread
+    (as a DNS lookup there would block every other job)."""
+
+    def __init__(self) -> None:
+        self.checked: list[str] = []
+
+    @hookimpl
+    def omnicron_action_executors(self) -> list[ActionExecutor]:
+        probe = self
+
+        class Probe(ActionExecutor):
+            action_type = "probe"
+
+            def validate(self, action: Action) -> None:
+                try:
+                    asyncio.get_running_loop()
+                except RuntimeError:
+                    return
+                raise AssertionError("a blocking check ran on the event loop")
+
+            async def validate_async(self, action: Action) -> None:
+                probe.checked.append(action.type)
+                await asyncio.sleep(0)
+
+            async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+                return ExecutionResult.ok("probed")
+
+        return [Probe()]
+
+
+async def test_reconcile_validates_asynchronously(tmp_path: Path) -> None:
+    probe = _LoopSafeProbe()
+    entry = "[[jobs]]\nid = 'p'\nname = 'p'\nschedule = { interval = '1h' }\n"
+    entry += "action = { type = 'probe' }\n"
+    rt = Runtime(
+        decode_config(tomllib.loads(config_text(tmp_path / "p.db", entry))), plugins=[probe]
+    )
+    report = await rt.reconcile()
+    await rt.close()
+    assert report.added == ["p"]
+    assert probe.checked == ["probe", "probe"]  # the reconcile's check, then add_jobs'
+
+
+class _EchoSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    prefix: str = ""
+
+
+class _EchoPlugin:
+    """A third-party executor with its own settings section, [plugins.echo]."""
+
+    @hookimpl
+    def omnicron_action_executors(self, context: PluginContext) -> list[ActionExecutor]:
+        settings = load_plugin_settings(context.settings_for("echo"), _EchoSettings, "echo")
+
+        class Echo(ActionExecutor):
+            action_type = "echo"
+
+            def validate(self, action: Action) -> None:
+                return None
+
+            async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+                return ExecutionResult.ok(settings.prefix)
+
+        return [Echo()]
+
+
+def test_a_typo_in_plugin_settings_is_reported_as_the_setting_not_as_the_action_type(
+    tmp_path: Path,
+) -> None:
+    jobs = "[[jobs]]\nid = 'e'\nname = 'e'\nschedule = { interval = '1h' }\n"
+    jobs += "action = { type = 'echo' }\n"
+    jobs += job_entry("m", message="")  # send_message built fine: its executor still checks
+    text = config_text(tmp_path / "t.db", jobs, "[plugins.echo]\nprefx = '>'\n")
+    pm = get_plugin_manager()
+    pm.register(_EchoPlugin(), name="echo")
+    errors = Runtime(decode_config(tomllib.loads(text)), plugin_manager=pm).check()
+    assert [(e.field, e.message) for e in errors] == [
+        ("plugins.echo.prefx", "unknown key 'prefx' (check its spelling); allowed keys: prefix"),
+        ("jobs[1].action.message", "invalid action: message is required for send_message action"),
+    ]

@@ -701,9 +701,11 @@ async def test_allowed_action_types_tools_and_own_session() -> None:
 def test_skill_config_forbids_unknown_fields_and_checks_values() -> None:
     with pytest.raises(ConfigError) as info:
         load_skill_config({"max_jobs": 3})
-    assert info.value.field == "skill"
-    assert str(info.value).startswith("skill: unknown setting 'max_jobs'; allowed settings: ")
-    with pytest.raises(ConfigError, match=r"^skill\.max_jobs_per_owner: Expected `int` >= 0"):
+    assert info.value.field == "skill.max_jobs"
+    assert str(info.value).startswith(
+        "skill.max_jobs: unknown key 'max_jobs' (check its spelling); allowed keys: operators, "
+    )
+    with pytest.raises(ConfigError, match=r"^skill\.max_jobs_per_owner: expected int >= 0"):
         load_skill_config({"max_jobs_per_owner": -1})
     with pytest.raises(ConfigError, match=r"^skill\.min_interval: invalid duration 'soon'"):
         load_skill_config({"min_interval": "soon"})

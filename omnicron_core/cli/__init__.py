@@ -4,6 +4,7 @@ schedules, manage the jobs of a store, and list plugins. See ``docs/cli.md``."""
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -209,6 +210,8 @@ def next_(
 
     EXPR may be quoted or not: omnicron next 0 9 '*' '*' MON-FRI.
     """
+    from .._models import Schedule
+    from .._schedule import iter_fire_times
     from ..cron import parse_cron
     from ..describe import describe_cron
 
@@ -221,14 +224,8 @@ def next_(
     try:
         compiled = parse_cron(text, zone)
         description = describe_cron(text)
-        times: list[datetime] = []
-        cursor = start
-        while len(times) < count:
-            nxt = compiled.next_after(cursor, anchor=start)
-            if nxt is None:
-                break
-            times.append(nxt)
-            cursor = nxt
+        fires = iter_fire_times(Schedule(cron=text), start, location=zone)
+        times = list(itertools.islice(fires, count))
     except JobValidationError as exc:
         fail(f"{text}: {exc.message}")
     zone_label = str(getattr(compiled, "timezone", zone))

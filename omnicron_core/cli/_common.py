@@ -17,7 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._errors import ConfigError
-from ..config import DEFAULT_CONFIG_FILE, Config, ConfigErrors, apply_env, load_config
+from ..config import (
+    DEFAULT_CONFIG_FILE,
+    Config,
+    ConfigErrors,
+    load_effective_config,
+)
 from ..logging import LEVELS, configure_logging
 
 T = TypeVar("T")
@@ -94,14 +99,9 @@ def resolve_config_path(path: Path | None) -> Path | None:
 def load(path: Path | None, *, store_url: str | None = None) -> Config:
     """The config for a command: file (or defaults), environment, then ``--store``."""
     try:
-        config = apply_env(load_config(resolve_config_path(path)))
+        return load_effective_config(resolve_config_path(path), store=store_url)
     except ConfigError as exc:
         fail_config(exc)
-    if store_url:
-        config = msgspec.structs.replace(
-            config, scheduler=msgspec.structs.replace(config.scheduler, store=store_url)
-        )
-    return config
 
 
 def store_source(config: Config, store_url: str | None) -> str:
@@ -121,21 +121,7 @@ def check(path: Path | None, *, store_url: str | None = None) -> tuple[Config, l
     from ..runtime import Runtime
 
     errors: list[ConfigError] = []
-    try:
-        config = load_config(resolve_config_path(path))
-    except ConfigErrors as exc:
-        if exc.partial is None:
-            raise
-        errors += exc.errors
-        config = exc.partial
-    try:
-        config = apply_env(config)
-    except ConfigErrors as exc:
-        errors += exc.errors
-    if store_url:
-        config = msgspec.structs.replace(
-            config, scheduler=msgspec.structs.replace(config.scheduler, store=store_url)
-        )
+    config = load_effective_config(resolve_config_path(path), store=store_url, errors=errors)
     try:
         errors += Runtime(config).check()
     except ConfigErrors as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from .._models import (
     job_to_builtins,
     utcnow,
 )
-from .._schedule import next_fire_after
+from .._schedule import iter_fire_times
 from ..config import Config
 from ..runtime import Runtime, is_declared
 from ._common import (
@@ -192,18 +193,20 @@ def show(
         return
     upcoming: list[str] = []
     if job.status != JobStatus.DISABLED and job.next_run_at is not None:
-        at: Any = job.next_run_at
-        for _ in range(3):
-            upcoming.append(fmt_time(at, rt.location))
-            try:
-                at = next_fire_after(job.schedule, at, location=rt.location, anchor=job.created_at)
-            except (JobValidationError, OverflowError, ValueError) as exc:
-                # a stored job this scheduler cannot read: show it anyway, and why
-                reason = exc.message if isinstance(exc, JobValidationError) else str(exc)
-                upcoming.append(f"(no further times: {reason})")
-                break
-            if at is None:
-                break
+        times = iter_fire_times(
+            job.schedule,
+            job.next_run_at,
+            location=rt.location,
+            anchor=job.created_at,
+            first=job.next_run_at,
+        )
+        try:
+            for at in itertools.islice(times, 3):
+                upcoming.append(fmt_time(at, rt.location))
+        except (JobValidationError, OverflowError, ValueError) as exc:
+            # a stored job this scheduler cannot read: show it anyway, and why
+            reason = exc.message if isinstance(exc, JobValidationError) else str(exc)
+            upcoming.append(f"(no further times: {reason})")
     data = job_to_builtins(job)
     action = {k: v for k, v in data.get("action", {}).items() if v not in ("", None, {})}
     rows = [

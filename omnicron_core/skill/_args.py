@@ -11,13 +11,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .._errors import ArgumentError
 from .._limits import quote
 
 __all__ = ["ArgumentError", "check_arguments", "decode_arguments", "json_type_name"]
-
-
-class ArgumentError(ValueError):
-    """The arguments of a tool call are not acceptable; ``str()`` is the message for the model."""
 
 
 def json_type_name(value: Any) -> str:

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 import msgspec
 
 from .._duration import parse_go_duration
-from .._errors import ConfigError
+from .._errors import SettingError
 from .._limits import JobLimits
+from .._locate import locate
 
 __all__ = ["DEFAULT_ACTION_TYPES", "SkillConfig", "load_skill_config"]
 
@@ -62,9 +63,9 @@ class SkillConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
         try:
             ns = parse_go_duration(self.min_interval, allow_days=True)
         except ValueError as exc:
-            raise ValueError(f"min_interval: {exc}") from None
+            raise SettingError(str(exc), "min_interval") from None
         if ns < 0:
-            raise ValueError("min_interval must not be negative")
+            raise SettingError("must not be negative", "min_interval")
 
     @property
     def min_interval_ns(self) -> int:
@@ -93,19 +94,4 @@ def load_skill_config(data: Any) -> SkillConfig:
     try:
         return msgspec.convert(data, SkillConfig, strict=False)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        path = ""
-        if " - at `$." in text:
-            text, _, rest = text.partition(" - at `$.")
-            path = rest.rstrip("`")
-        return _raise(text, path)
-
-
-def _raise(message: str, path: str) -> SkillConfig:
-    if message.startswith("Object contains unknown field"):
-        key = message.split("`")[1]
-        allowed = ", ".join(SkillConfig.__struct_fields__)
-        raise ConfigError(f"unknown setting {key!r}; allowed settings: {allowed}", field="skill")
-    if not path and ": " in message and message.split(": ", 1)[0] in SkillConfig.__struct_fields__:
-        path, message = message.split(": ", 1)
-    raise ConfigError(message, field=f"skill.{path}" if path else "skill")
+        raise locate(exc, "skill", root=SkillConfig) from None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from .._cron_parse import split_zone_prefix
 from .._errors import JobValidationError
 from .._models import Job, JobStatus, Schedule, job_to_builtins
-from .._schedule import next_fire_after, schedule_zone
+from .._schedule import iter_fire_times, schedule_zone
 
 __all__ = [
     "describe_schedule",
@@ -81,11 +83,9 @@ def describe_schedule(schedule: Schedule, location: tzinfo | None) -> str:
         from ..describe import describe_cron
 
         text = describe_cron(schedule.cron)
-        first = schedule.cron.strip().split(" ", 1)[0].upper()
-        if first.startswith(("CRON_TZ=", "TZ=")) or schedule.cron.strip().lower().startswith(
-            "@every"
-        ):
-            return text
+        prefix, body = split_zone_prefix(schedule.cron)
+        if prefix is not None or body.lower().startswith("@every"):
+            return text  # the description names the zone, or no zone matters
         return f"{text} ({zone_name(zone)})"
     if schedule.interval is not None and schedule.interval.ns > 0:
         return describe_interval(schedule.interval.ns)
@@ -104,18 +104,8 @@ def upcoming(
     count: int,
 ) -> list[datetime]:
     """Up to ``count`` fire times: ``first`` (the stored next run, if any), then the ones after."""
-    out: list[datetime] = []
-    cursor = after
-    if first is not None:
-        out.append(first)
-        cursor = first
-    while len(out) < count:
-        nxt = next_fire_after(schedule, cursor, location=location, anchor=anchor or after)
-        if nxt is None:
-            break
-        out.append(nxt)
-        cursor = nxt
-    return out
+    times = iter_fire_times(schedule, after, location=location, anchor=anchor, first=first)
+    return list(itertools.islice(times, count))
 
 
 def fire_preview(job: Job, location: tzinfo | None, count: int) -> list[str]:

@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import msgspec
-import structlog
 
 from .._duration import Duration, format_go_duration, parse_go_duration
-from .._errors import JobNotFoundError, JobValidationError, OmnicronError
+from .._errors import JobNotFoundError, JobValidationError, OmnicronError, ToolError
 from .._limits import AGENT_ORIGIN, check_job_limits, quote
+from .._log import get_logger
 from .._models import Action, Job, JobStatus, Schedule, new_job
 from .._plugins import Registry
-from .._schedule import next_fire_after, resolve_zone, validate_schedule
+from .._schedule import iter_fire_times, resolve_zone, validate_schedule
 from .._scheduler import ExecutionHandler, Scheduler, SchedulerConfig
 from .._store import Store, StoreConfig
 from ._args import ArgumentError, check_arguments, decode_arguments
@@ -27,7 +27,7 @@ from ._tools import SkillTool, ToolResult, build_schemas, withheld_parameters
 
 __all__ = ["Skill", "ToolError"]
 
-_log = structlog.get_logger("omnicron.skill")
+_log = get_logger("omnicron.skill")
 
 #: Fire times sampled to find the shortest gap of a cron expression (its highest rate).
 _RATE_SAMPLE = 64
@@ -51,10 +51,6 @@ _FIELDS_OF_TYPE = {
     "call_webhook": ("webhook_url", "webhook_method", "webhook_headers", "webhook_body"),
     "call_tool": ("tool_name", "tool_params"),
 }
-
-
-class ToolError(OmnicronError):
-    """A tool call failed for a reason the model can act on; ``str()`` is the message."""
 
 
 class Skill:
@@ -306,14 +302,9 @@ class Skill:
         if not schedule.cron:
             return None
         zone = display_zone(schedule, self._zone)
-        times: list[datetime] = []
-        cursor = now
-        while len(times) < _RATE_SAMPLE:
-            nxt = next_fire_after(schedule, cursor, location=self._zone, anchor=now)
-            if nxt is None:
-                break
-            times.append(nxt)
-            cursor = nxt
+        times = list(
+            itertools.islice(iter_fire_times(schedule, now, location=self._zone), _RATE_SAMPLE)
+        )
         gaps = [(b - a, a, b) for a, b in itertools.pairwise(times)]
         if not gaps:
             return None
@@ -580,14 +571,7 @@ class Skill:
         now = datetime.now(UTC).replace(microsecond=0)  # whole seconds read better
         zone = display_zone(schedule, self._zone)
         count = int(args.get("count", min(5, self.config.max_preview_count)))
-        times: list[datetime] = []
-        cursor = now
-        while len(times) < count:
-            nxt = next_fire_after(schedule, cursor, location=self._zone, anchor=now)
-            if nxt is None:
-                break
-            times.append(nxt)
-            cursor = nxt
+        times = itertools.islice(iter_fire_times(schedule, now, location=self._zone), count)
         out: dict[str, Any] = {
             "schedule_description": schedule_extras(
                 Job(schedule=schedule, status=JobStatus.DISABLED), self._zone, 0

@@ -25,7 +25,12 @@ __all__ = ["SendMessageExecutor"]
 
 SESSION_REQUIRED = "session_id is required for send_message action"
 MESSAGE_REQUIRED = "message is required for send_message action"
-NOT_CONFIGURED = "agent not configured for send_message action"
+#: The original's message, followed by what to do about it.
+NOT_CONFIGURED = (
+    "agent not configured for send_message action: no host implements the "
+    "omnicron_deliver_message hook and no transport is set; implement the hook, or set "
+    "transport in [plugins.send_message] (console, jsonl or http)"
+)
 _MAX_SESSION_ID = 1024
 
 
@@ -33,7 +38,8 @@ class SendMessageExecutor(ActionExecutor):
     """Sends ``action.message`` to the agent session ``action.session_id``.
 
     A host implementation of ``omnicron_deliver_message`` gets the message first; when none
-    answers, the transport of the settings delivers it. Output: ``{session_id, message,
+    answers, the transport of the settings delivers it; with neither, the run fails
+    (:data:`NOT_CONFIGURED`): a host that forgot its hook finds out. Output: ``{session_id, message,
     response}``; ``response`` is the agent's reply, ``""`` for a transport without one.
     """
 

@@ -26,6 +26,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 65536
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 #: Where a message goes when no host implementation of ``omnicron_deliver_message`` answers.
 TRANSPORTS = ("console", "jsonl", "http", "host")
+#: The transports that deliver a message themselves (``host`` and unset deliver nowhere).
+FALLBACK_TRANSPORTS = ("console", "jsonl", "http")
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _CLIENT_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -38,9 +40,10 @@ class SendMessageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     constructor, so that every value is checked.
     """
 
-    #: Fallback when no host answers: ``console``, ``jsonl``, ``http``, or ``host`` (no
-    #: fallback: the run fails with "agent not configured for send_message action").
-    transport: str = "console"
+    #: Where a message goes when no host implementation of ``omnicron_deliver_message``
+    #: answers: ``console``, ``jsonl`` or ``http``. Unset (``""``) or ``host``: nowhere; the
+    #: run fails with an error naming the hook and this setting.
+    transport: str = ""
     #: File the ``jsonl`` transport appends to (required for it; ``~`` is expanded).
     path: str = ""
     #: Gateway the ``http`` transport POSTs to (required for it; ``http``/``https`` only).
@@ -55,7 +58,7 @@ class SendMessageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=Tr
     max_response_bytes: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
-        if self.transport not in TRANSPORTS:
+        if self.transport and self.transport not in TRANSPORTS:
             raise _SettingError(
                 f"unknown transport {self.transport!r}; allowed transports: {', '.join(TRANSPORTS)}",
                 "transport",

@@ -182,11 +182,11 @@ def _reply_from(text: str) -> str:
 def make_transport(
     settings: SendMessageSettings, *, http_transport: httpx.AsyncBaseTransport | None = None
 ) -> Transport | None:
-    """The fallback transport the settings choose; ``None`` for ``host`` (no fallback)."""
+    """The fallback transport the settings choose; ``None`` when unset or ``host``."""
     if settings.transport == "jsonl":
         return JsonlTransport(settings.path)
     if settings.transport == "http":
         return HttpTransport(settings, transport=http_transport)
-    if settings.transport == "host":
-        return None
-    return ConsoleTransport()
+    if settings.transport == "console":
+        return ConsoleTransport()
+    return None

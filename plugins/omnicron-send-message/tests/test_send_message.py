@@ -117,7 +117,9 @@ async def test_host_async_reply_is_awaited() -> None:
 async def test_declining_host_falls_back_to_the_transport(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    executor = registry(plugins=[DecliningHost()]).executors["send_message"]
+    executor = registry({"transport": "console"}, plugins=[DecliningHost()]).executors[
+        "send_message"
+    ]
     result = await executor.execute(job(), RUN)
     assert result.success and result.output["response"] == ""
     assert "session 'ops': Good morning" in capsys.readouterr().out
@@ -130,18 +132,24 @@ async def test_host_exception_fails_the_run() -> None:
     assert result.error == "send message failed: session ops is closed"
 
 
-async def test_host_transport_without_a_host_fails_like_the_original() -> None:
-    executor = registry({"transport": "host"}).executors["send_message"]
+@pytest.mark.parametrize("settings", [{}, {"transport": "host"}])
+async def test_no_host_and_no_transport_fails_the_run_naming_the_hook_and_the_setting(
+    settings: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    executor = registry(settings, plugins=[DecliningHost()]).executors["send_message"]
     result = await executor.execute(job(), RUN)
     assert not result.success
-    assert result.error == "agent not configured for send_message action"
+    assert result.error.startswith("agent not configured for send_message action: ")
+    assert "omnicron_deliver_message" in result.error
+    assert "transport in [plugins.send_message]" in result.error
+    assert capsys.readouterr() == ("", "")  # nothing printed instead
 
 
 # --- transports ------------------------------------------------------------------------------
 
 
 async def test_console_transport_prints_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    executor = SendMessageExecutor()
+    executor = SendMessageExecutor(SendMessageSettings(transport="console"))
     result = await executor.execute(job(message="Good morning\nand coffee"), RUN)
     assert result.success
     assert capsys.readouterr().out == (
@@ -340,7 +348,7 @@ async def test_execute_revalidates_and_does_not_raise(capsys: pytest.CaptureFixt
         ({"url": "http:///nohost"}, "plugins.send_message.url", "no host"),
         ({"timeout": 0}, "plugins.send_message.timeout", "> 0"),
         ({"max_message_bytes": "big"}, "plugins.send_message.max_message_bytes", "int"),
-        ({"colour": "red"}, "plugins.send_message.colour", "allowed settings: transport"),
+        ({"colour": "red"}, "plugins.send_message.colour", "allowed keys: transport"),
         ({"headers": {"Bad Name": "x"}}, "plugins.send_message.headers.Bad Name", "header name"),
         ({"headers": {"X-A": "a\r\nb"}}, "plugins.send_message.headers.X-A", "control"),
         ({"headers": {"X-A": "${env:1x}"}}, "plugins.send_message.headers.X-A", "malformed"),
@@ -362,7 +370,7 @@ def test_registry_surfaces_settings_errors() -> None:
 
 def test_settings_defaults_and_struct_options() -> None:
     s = load_settings({})
-    assert (s.transport, s.timeout, s.max_message_bytes) == ("console", 30.0, 65536)
+    assert (s.transport, s.timeout, s.max_message_bytes) == ("", 30.0, 65536)
     assert SendMessageSettings.__struct_config__.forbid_unknown_fields
     with pytest.raises(TypeError):
         SendMessageSettings("console")  # type: ignore[misc]  # keyword-only

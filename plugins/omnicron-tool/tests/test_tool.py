@@ -414,7 +414,7 @@ def test_now_refuses_an_unknown_time_zone_at_validation() -> None:
         (
             {"allowlist": ["x"]},
             "plugins.tool.allowlist",
-            "allowed settings: allow, allow_builtins, timeout",
+            "allowed keys: allow, allow_builtins, timeout",
         ),
         ({"allow_builtins": "maybe"}, "plugins.tool.allow_builtins", "bool"),
     ],

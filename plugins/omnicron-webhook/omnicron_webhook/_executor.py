@@ -14,7 +14,6 @@ from typing import Any, cast
 
 import anyio
 import httpx
-import structlog
 
 from omnicron_core import (
     Action,
@@ -27,6 +26,7 @@ from omnicron_core import (
     parse_go_duration,
 )
 from omnicron_core.bodies import BodyReader, UndecodableBodyError
+from omnicron_core.logging import get_logger
 from omnicron_core.secrets import SecretNotAllowedError, resolve_job_env_refs
 
 from ._retry import backoff_delay, is_retryable_status, parse_retry_after
@@ -58,7 +58,7 @@ _HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]*$")
 _ERROR_BODY_CHARS = 512
 _VALIDATE_DNS_TIMEOUT = 2.0
 
-_log = structlog.get_logger("omnicron.webhook")
+_log = get_logger("omnicron.webhook")
 
 
 class _CreateRequestError(Exception):
