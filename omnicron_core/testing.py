@@ -9,16 +9,16 @@ a *fresh, empty* store for each test::
     class TestJsonFileStore(StoreBackendContract):
         @pytest.fixture
         def store_target(self, tmp_path):
-            return StoreTarget(url=f"jsonfile://{tmp_path}/jobs.json")
+            return StoreTarget(url=f"jsonfile:///{tmp_path}/jobs.json")
 
-For a server database, create a fresh schema or database in the fixture and drop it after::
+For a server database, give each test a fresh database or schema and drop it after::
 
     class TestPostgresStore(StoreBackendContract):
         @pytest.fixture
         def store_target(self, pg_server):
-            schema = pg_server.create_schema()          # your own helper
-            yield StoreTarget(url=pg_server.url, options={"schema": schema})
-            pg_server.drop_schema(schema)
+            url = pg_server.create_database()           # your own helper
+            yield StoreTarget(url=url)
+            pg_server.drop_database(url)
 
 What the kit needs is plain ``pytest`` (no asyncio plugin: every test runs its scenario in a new
 event loop with :func:`asyncio.run`). The backend is built from ``url`` and ``options`` by the
@@ -27,8 +27,8 @@ installed plugin that registers the URL's scheme (``omnicron_store_backends``), 
 ``external_writers`` or ``shared``) start ``sys.executable`` with the same ``url`` and
 ``options``; the child finds the backend through its entry point, or through
 ``StoreTarget.child_factory`` (``"package.module:callable"``), with ``StoreTarget.env`` added to
-its environment. Run ``pytest -k contract`` style selections as usual; each test's docstring
-says which rule of ``docs/stores.md`` it holds the backend to.
+its environment. Each test's docstring says which rule of ``docs/stores.md`` it holds the
+backend to; select or deselect them with ``-k`` as usual.
 
 What it covers: CRUD, the ownership rule (no aliasing in or out), listing and counting with
 their filters and order, metadata filters, ``claim_due`` (exclusive, earliest first, limit,
