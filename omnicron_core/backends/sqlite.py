@@ -357,7 +357,8 @@ class SQLiteBackend(StoreBackend):
                     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                         problems.append(f"job {job_id!r}: not a valid job ({exc})")
         except sqlite3.Error as exc:
-            problems.append(_store_error(exc, self.path, "checking").message)
+            name = getattr(exc, "sqlite_errorname", "") or "error"
+            problems.append(f"the integrity check could not finish: {exc} ({name})")
         finally:
             db.close()
         return problems
