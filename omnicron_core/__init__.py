@@ -20,7 +20,6 @@ from ._errors import (
 from ._limits import AGENT_ORIGIN, JobLimits
 from ._models import (
     Action,
-    ActionType,
     ExecutionResult,
     Job,
     JobStatus,
@@ -51,7 +50,6 @@ __all__ = [
     "DEFAULT_STORE_URL",
     "Action",
     "ActionExecutor",
-    "ActionType",
     "ArgumentError",
     "ConfigError",
     "CronError",

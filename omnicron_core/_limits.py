@@ -112,7 +112,15 @@ def _children(value: Any) -> Iterator[tuple[object, Any]] | None:
     if isinstance(value, msgspec.Struct):
         fields = value.__struct_fields__
         return ((name, getattr(value, name)) for name in fields)
+    names = getattr(type(value), "__record_fields__", None)
+    if names is not None:  # an Action (which this module cannot import: _models imports it)
+        return ((name, getattr(value, name)) for name in names)
     return None
+
+
+def _is_record(value: Any) -> bool:
+    """A Struct or an Action: its field names are not data (no depth, no key strings)."""
+    return isinstance(value, msgspec.Struct) or hasattr(type(value), "__record_fields__")
 
 
 def walk_strings(value: Any, path: str) -> Iterator[tuple[str, str, int]]:
@@ -128,7 +136,7 @@ def walk_strings(value: Any, path: str) -> Iterator[tuple[str, str, int]]:
         children = _children(item)
         if children is None:
             continue
-        struct = isinstance(item, msgspec.Struct)
+        struct = _is_record(item)
         for key, child in children:
             if isinstance(key, str) and not struct:
                 yield where, key, depth + 1
@@ -155,7 +163,7 @@ def _check_tree(value: Any, field: str, *, max_bytes: int, max_string: int, dept
             if children is None:
                 size += 24  # a number, bool or null
             else:
-                struct = isinstance(item, msgspec.Struct)
+                struct = _is_record(item)
                 for key, child in children:
                     if isinstance(key, str):
                         size += len(key) + _OVERHEAD

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 import msgspec
 
@@ -14,7 +15,6 @@ from ._errors import JobValidationError
 
 __all__ = [
     "Action",
-    "ActionType",
     "ExecutionResult",
     "Job",
     "JobStatus",
@@ -40,14 +40,6 @@ class JobStatus(enum.StrEnum):
     ENABLED = "enabled"
     DISABLED = "disabled"
     RUNNING = "running"
-
-
-class ActionType(enum.StrEnum):
-    """The action types of the original. Plugins may add others: ``Action.type`` is a plain str."""
-
-    SEND_MESSAGE = "send_message"
-    CALL_WEBHOOK = "call_webhook"
-    CALL_TOOL = "call_tool"
 
 
 class _Base(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -95,18 +87,114 @@ class Schedule(_Base):
         return out
 
 
-class Action(_Base):
-    """What a job does. The executor plugin for ``type`` owns the meaning of the other fields."""
+#: Keys of an action's JSON object that are not parameters.
+RESERVED_ACTION_KEYS = frozenset({"type", "params"})
 
-    type: str
-    session_id: str = ""
-    message: str = ""
-    webhook_url: str = ""
-    webhook_method: str = ""
-    webhook_headers: dict[str, str] | None = None
-    webhook_body: str = ""
-    tool_name: str = ""
-    tool_params: dict[str, Any] | None = None
+
+class Action:
+    """What a job does: a ``type`` and the ``params`` its executor declares.
+
+    The core knows no parameter: the executor plugin for ``type`` declares them as a msgspec
+    Struct (``ActionExecutor.params_type``) and checks them when the job is added. ``params``
+    holds plain JSON values (str, int, float, bool, None, lists and dicts of them).
+
+    In JSON an action is *flat*, as the Go original wrote it: the parameters sit beside
+    ``type`` (``{"type": "call_webhook", "webhook_url": "..."}``). Input also accepts
+    ``{"type": ..., "params": {...}}``. Keyword arguments other than ``type`` and ``params``
+    are parameters too: ``Action("send_message", session_id="s1", message="hi")``.
+    """
+
+    __slots__ = ("params", "type")
+    #: The attributes that hold its data (the generic walkers of ``_limits`` read them).
+    __record_fields__ = ("type", "params")
+
+    def __init__(
+        self, type: str = "", params: Mapping[str, Any] | None = None, **flat: Any
+    ) -> None:
+        self.type = type
+        self.params: dict[str, Any] = dict(params) if params else {}
+        self.params.update(flat)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Action):
+            return NotImplemented
+        return self.type == other.type and self.params == other.params
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Action(type={self.type!r}, params={self.params!r})"
+
+    def copy(self) -> Action:
+        """A deep copy: the params share nothing with this action's."""
+        return _action(self.type, _copy_json(self.params))
+
+    def to_builtins(self) -> dict[str, Any]:
+        """The flat JSON object: ``{"type": ..., **params}``."""
+        out: dict[str, Any] = {"type": self.type}
+        out.update(self.params)
+        return out
+
+    @classmethod
+    def from_builtins(cls, data: Any) -> Action:
+        """An action from decoded JSON/TOML: flat, or with its parameters under ``params``.
+
+        Raises ``ValueError``/``TypeError`` naming the problem (msgspec adds the path).
+        """
+        if type(data) is dict and "params" not in data:
+            # The stored and Go shape (flat): the fast path of every decode.
+            params = dict(data)
+            kind = params.pop("type", "")
+            if type(kind) is str:
+                return _action(kind, params)
+        if isinstance(data, Action):
+            return data.copy()
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected object, got {_json_kind(data)}")
+        kind = data.get("type", "")
+        if not isinstance(kind, str):
+            raise TypeError(f"type: expected str, got {_json_kind(kind)}")
+        for key in data:
+            if not isinstance(key, str):
+                raise TypeError("expected parameter names to be strings")
+        params = {k: v for k, v in data.items() if k not in RESERVED_ACTION_KEYS}
+        if "params" in data:
+            nested = data["params"]
+            if nested is not None and not isinstance(nested, Mapping):
+                raise TypeError(f"params: expected object, got {_json_kind(nested)}")
+            if params and nested:
+                raise ValueError(
+                    "give the parameters either beside `type` or under `params`, not both "
+                    f"(found {', '.join(sorted(params))} beside `type`)"
+                )
+            params = dict(nested or {})
+        return _action(kind, params)
+
+
+def _action(kind: str, params: dict[str, Any]) -> Action:
+    """An Action owning ``params`` as given (no copy): for callers that just made them."""
+    action = Action.__new__(Action)
+    action.type = kind
+    action.params = params
+    return action
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
 
 
 class Job(_Base):
@@ -141,17 +229,10 @@ class Job(_Base):
     def copy(self) -> Job:
         """A deep copy: nothing in it is shared with this job (datetimes and Durations are
         immutable and may be shared)."""
-        action = self.action
         return msgspec.structs.replace(
             self,
             schedule=msgspec.structs.replace(self.schedule),
-            action=msgspec.structs.replace(
-                action,
-                webhook_headers=None
-                if action.webhook_headers is None
-                else dict(action.webhook_headers),
-                tool_params=_copy_json(action.tool_params),
-            ),
+            action=_action(self.action.type, _copy_json(self.action.params)),
             metadata=_copy_json(self.metadata),
         )
 
@@ -198,16 +279,44 @@ class ExecutionResult(_Base):
         return cls(success=False, error=error, output=output)
 
 
+@overload
+def _copy_json(value: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def _copy_json(value: dict[str, Any] | None) -> dict[str, Any] | None: ...
 def _copy_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A deep copy of JSON-like data (dicts and lists copied; other values are immutable)."""
     if not value:
         return None if value is None else {}
-    copied: dict[str, Any] = _PLAIN_DECODER.decode(_ENCODER.encode(value))
-    return copied
+    return _copy_dict(value)
+
+
+def _copy_dict(value: dict[str, Any]) -> dict[str, Any]:
+    out = dict(value)
+    for k, v in out.items():
+        if type(v) not in _SCALARS:
+            out[k] = _copy_value(v)
+    return out
+
+
+def _copy_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return _copy_dict(value)
+    if kind is list:
+        return [v if type(v) in _SCALARS else _copy_value(v) for v in value]
+    if isinstance(value, dict | list):  # subclasses: through JSON, as plain dicts and lists
+        return _PLAIN_DECODER.decode(_ENCODER.encode(value))
+    return value
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _enc_hook(obj: Any) -> Any:
     if isinstance(obj, Duration):
         return str(obj)
+    if isinstance(obj, Action):
+        return obj.to_builtins()
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
@@ -222,6 +331,8 @@ def dec_hook(tp: type, obj: Any) -> Any:
         if isinstance(obj, str):
             return Duration(parse_go_duration(obj)) if obj else Duration(0)
         raise ValueError("expected a Go duration string (e.g. '1h30m') or integer nanoseconds")
+    if tp is Action:
+        return Action.from_builtins(obj)
     raise NotImplementedError(f"cannot decode {tp!r}")
 
 
@@ -271,13 +382,8 @@ def job_to_builtins(job: Job) -> dict[str, Any]:
     if "schedule" not in raw:
         out["schedule"] = {}
     # Go's omitempty drops empty maps as well as nil ones.
-    for holder, key in (
-        (out, "metadata"),
-        (out.get("action", {}), "webhook_headers"),
-        (out.get("action", {}), "tool_params"),
-    ):
-        if key in holder and not holder[key]:
-            del holder[key]
+    if "metadata" in out and not out["metadata"]:
+        del out["metadata"]
     return out
 
 

@@ -6,17 +6,20 @@ import abc
 import contextlib
 import importlib.metadata
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+import msgspec
 import pluggy
 
 from . import hookspecs
 from ._backend import StoreBackendSpec
-from ._errors import JobValidationError, PluginError
+from ._errors import ConfigError, JobValidationError, PluginError
+from ._locate import locate
 from ._log import get_logger
+from ._models import RESERVED_ACTION_KEYS, dec_hook
 
 if TYPE_CHECKING:
     from ._models import Action, ExecutionResult, Job
@@ -24,22 +27,20 @@ if TYPE_CHECKING:
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ActionExecutor",
+    "HookResult",
+    "ParamFlag",
     "PluginContext",
     "PluginLoadFailure",
     "Registry",
     "RunInfo",
     "StoreBackendSpec",
+    "call_each_plugin",
+    "describe_executor",
     "get_plugin_manager",
+    "params_json_schema",
 ]
 
 ENTRY_POINT_GROUP = "omnicron"
-
-# Where the action types of the original live, so an error can name the missing distribution.
-KNOWN_ACTION_DISTRIBUTIONS = {
-    "send_message": "omnicron-send-message",
-    "call_webhook": "omnicron-webhook",
-    "call_tool": "omnicron-tool",
-}
 
 _log = get_logger("omnicron.plugins")
 
@@ -79,12 +80,40 @@ class RunInfo:
         return f"RunInfo(run_id={self.run_id!r}, scheduled_at={self.scheduled_at!r}, manual={self.manual})"
 
 
-class ActionExecutor(abc.ABC):
+P = TypeVar("P", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True, slots=True)
+class ParamFlag:
+    """A command-line flag of ``omnicron jobs add/update`` that sets one parameter.
+
+    ``param`` is the parameter's key; ``flag`` the option (``"--webhook-url"``). ``kind`` says
+    how the text becomes a value: ``"str"`` as is, ``"json"`` parsed as JSON, ``"pairs"`` a
+    repeatable ``NAME:VALUE`` option collected into an object. ``implies_type``: giving the
+    flag without ``--type`` picks this executor's action type.
+    """
+
+    param: str
+    flag: str
+    help: str = ""
+    kind: Literal["str", "json", "pairs"] = "str"
+    implies_type: bool = True
+
+
+class ActionExecutor(abc.ABC, Generic[P]):
     """Runs the actions of one type. Subclass it in a plugin and return it from
     ``omnicron_action_executors``.
 
+    Declare the parameters as a msgspec Struct in ``params_type`` (use
+    ``kw_only=True, forbid_unknown_fields=True``; its field names are the action's JSON keys).
+    When a job is added the core decodes ``action.params`` into it, reporting a located error
+    (``action.<field>: ...``), then calls :meth:`validate` (or :meth:`validate_async`) with the
+    decoded Struct for the checks a type cannot express. In :meth:`execute`, get the parameters
+    with ``self.check(job.action)``.
+
     ``validate`` raises :class:`~omnicron_core.JobValidationError` (message without the
-    ``"invalid action: "`` prefix, which the core adds); ``execute`` returns an
+    ``"invalid action: "`` prefix, which the core adds; ``field`` is the parameter's key,
+    ``"path"`` or ``"action.path"``); ``execute`` returns an
     :class:`~omnicron_core.ExecutionResult` and should not raise (the scheduler turns an
     exception into a failed result with its message).
     """
@@ -93,25 +122,139 @@ class ActionExecutor(abc.ABC):
     action_type: str = ""
     #: One line for ``omnicron plugins`` and the agent tools.
     description: str = ""
+    #: The Struct of this action type's parameters.
+    params_type: type[P]
+    #: Extra flags of ``omnicron jobs add/update`` (``--param key=value`` always works).
+    cli_flags: Sequence[ParamFlag] = ()
+    #: The parameter that names an agent session, if any: the agent tools default it to the
+    #: caller's own session (and ``own_session_only`` pins it there).
+    agent_session_param: str = ""
+    #: Parameters the agent tools do not offer unless the skill config's ``allow_params``
+    #: lists them, with the reason a model is told (``{"webhook_body": "..."}``).
+    agent_withheld: Mapping[str, str] = {}
 
-    @abc.abstractmethod
-    def validate(self, action: Action) -> None:
-        """Refuse an action this executor cannot run; called at add/update time and before a run."""
+    def decode_params(self, action: Action) -> P:
+        """``action.params`` as :attr:`params_type`; raises a located ``JobValidationError``."""
+        try:
+            return msgspec.convert(action.params, self.params_type, dec_hook=dec_hook)
+        except msgspec.ValidationError as exc:
+            raise self._params_error(exc) from None
 
-    async def validate_async(self, action: Action) -> None:
+    def validate(self, params: P) -> None:
+        """Refuse parameters this executor cannot run (beyond what the Struct's types say).
+
+        Called at add/update time and by :meth:`check` before a run; must not block.
+        """
+
+    async def validate_async(self, params: P) -> None:
         """The add-time check, for executors that must do I/O to decide (a DNS lookup).
 
         The Scheduler awaits this when a job is added or updated; the default calls
         :meth:`validate`. Override it instead of blocking the event loop in ``validate``.
         """
-        self.validate(action)
+        self.validate(params)
+
+    def check(self, action: Action) -> P:
+        """Decode and :meth:`validate` the action's parameters; errors are prefixed
+        ``invalid action: `` and located (``field="action.<key>"``)."""
+        with _located():
+            params = self.decode_params(action)
+            self.validate(params)
+        return params
+
+    async def check_async(self, action: Action) -> P:
+        """:meth:`check` with :meth:`validate_async` awaited (the add-time check)."""
+        with _located():
+            params = self.decode_params(action)
+            await self.validate_async(params)
+        return params
+
+    def params_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the parameters (from :attr:`params_type`), definitions inlined."""
+        return params_json_schema(self.params_type)
 
     @abc.abstractmethod
     async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
         """Perform the job's action once."""
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, empty on purpose
+    async def aclose(self) -> None:
         """Release what the executor holds (clients, files). Called when the scheduler stops."""
+
+    def _params_error(self, exc: msgspec.ValidationError) -> JobValidationError:
+        """msgspec's error as a located action error (the one msgspec locator, worded as the
+        original's action errors: ``path is required for append_file action``)."""
+        cause = exc.__cause__
+        if isinstance(cause, JobValidationError):
+            return JobValidationError(cause.message, field=_action_field(cause.field))
+        kind = self.action_type
+        located = locate(exc, root=self.params_type)
+        key = located.field or ""
+        if located.message == "required key is missing":
+            return JobValidationError(
+                f"{key} is required for {kind} action", field=_action_field(key)
+            )
+        if located.message.startswith("unknown key "):
+            allowed = ""
+            if "." not in key and "[" not in key:
+                names = _param_names(self.params_type)
+                allowed = f"; {kind} parameters: {', '.join(names) or 'none'}"
+            return JobValidationError(
+                f"unknown parameter {key!r} for {kind} action{allowed}", field=_action_field(key)
+            )
+        message = f"{key}: {located.message}" if key else located.message
+        return JobValidationError(message, field=_action_field(key))
+
+
+def _join(prefix: str | None, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _param_names(params_type: type[msgspec.Struct]) -> tuple[str, ...]:
+    info = msgspec.inspect.type_info(params_type)
+    if isinstance(info, msgspec.inspect.StructType):
+        return tuple(f.encode_name for f in info.fields)
+    return ()
+
+
+def _action_field(field: str | None) -> str:
+    """A parameter's location in the job: ``path`` -> ``action.path``."""
+    if not field:
+        return "action"
+    if field == "action" or field.startswith(("action.", "action[")):
+        return field
+    return f"action.{field}"
+
+
+def params_json_schema(params_type: type[msgspec.Struct]) -> dict[str, Any]:
+    """The JSON Schema of a params Struct with its ``$defs`` inlined (agent tool schemas)."""
+    from ._duration import Duration
+
+    def schema_hook(tp: type) -> dict[str, Any]:
+        if tp is Duration:
+            return {"type": "string", "description": "a Go duration such as '30s' or '1h30m'"}
+        raise NotImplementedError
+
+    raw = msgspec.json.schema(params_type, schema_hook=schema_hook)
+    defs: dict[str, Any] = raw.pop("$defs", {})
+
+    def inline(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref[len("#/$defs/") :]
+                if name in seen:
+                    return {"type": "object"}
+                target = inline(defs.get(name, {}), seen | {name})
+                rest = {k: inline(v, seen) for k, v in node.items() if k != "$ref"}
+                return {**target, **rest}
+            return {k: inline(v, seen) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v, seen) for v in node]
+        return node
+
+    schema: dict[str, Any] = inline(raw, frozenset())
+    schema.pop("title", None)
+    return schema
 
 
 @dataclass(slots=True)
@@ -140,6 +283,8 @@ class OmnicronPluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__("omnicron")
         self.load_failures: list[PluginLoadFailure] = []
+        #: Entry-point name -> distribution, for plugins installed but blocked.
+        self.blocked_distributions: dict[str, str] = {}
 
 
 def _disabled_from_env() -> set[str]:
@@ -186,7 +331,10 @@ def _load_entrypoints(pm: OmnicronPluginManager, *, strict: bool) -> None:
             if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
                 continue
             seen.add(ep.name)
-            if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+            if pm.is_blocked(ep.name):
+                pm.blocked_distributions[ep.name] = dist_name
+                continue
+            if pm.has_plugin(ep.name):
                 continue
             try:
                 plugin = ep.load()
@@ -220,16 +368,63 @@ def _located() -> Iterator[None]:
             if exc.message.startswith("invalid action: ")
             else f"invalid action: {exc.message}"
         )
-        raise JobValidationError(msg, field=exc.field or "action") from None
+        raise JobValidationError(msg, field=_action_field(exc.field)) from None
     except (ValueError, TypeError) as exc:
         raise JobValidationError(f"invalid action: {exc}", field="action") from None
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    """What one plugin's implementation of a hook returned (``error`` if it raised)."""
+
+    plugin_name: str
+    items: list[Any]
+    error: BaseException | None = None
+
+
+def call_each_plugin(
+    plugin_manager: pluggy.PluginManager,
+    hook_name: str,
+    *,
+    only: Iterable[str] | None = None,
+    **kwargs: Any,
+) -> list[HookResult]:
+    """Call a registration hook through pluggy once per plugin, so one plugin that raises
+    does not stop the others. Each implementation's iterable is turned into a list.
+
+    Results come in registration order. A plugin's exception is caught and returned in its
+    :class:`HookResult` (the caller decides whether to log, report or raise it). ``only``
+    limits the call to the plugins of those names.
+    """
+    caller = getattr(plugin_manager.hook, hook_name, None)
+    if caller is None:
+        return []
+    impls = caller.get_hookimpls()
+    plugins = [impl.plugin for impl in impls]
+    wanted = None if only is None else set(only)
+    out: list[HookResult] = []
+    for impl in impls:
+        if wanted is not None and impl.plugin_name not in wanted:
+            continue
+        others = [p for p in plugins if p is not impl.plugin]
+        one = plugin_manager.subset_hook_caller(hook_name, remove_plugins=others)
+        try:
+            items: list[Any] = []
+            for produced in one(**kwargs):
+                items.extend(produced or ())
+        except Exception as exc:  # isolate the plugin: the others still register
+            out.append(HookResult(impl.plugin_name, [], exc))
+        else:
+            out.append(HookResult(impl.plugin_name, items))
+    return out
 
 
 class Registry:
     """The executors and store backends that a plugin manager's plugins provide.
 
-    Builds executors once (``omnicron_action_executors``) and refuses two plugins claiming the
-    same action type or URL scheme.
+    Builds executors once (``omnicron_action_executors``, called through pluggy one plugin at
+    a time) and refuses two plugins claiming the same action type or URL scheme. A plugin that
+    raises while registering is left out and recorded in :attr:`failures` (the others work).
     """
 
     def __init__(
@@ -241,46 +436,106 @@ class Registry:
     ) -> None:
         self.plugin_manager = plugin_manager or get_plugin_manager()
         self.context = PluginContext(self.plugin_manager, settings or {}, location)
-        self._executors: dict[str, ActionExecutor] | None = None
+        self._executors: dict[str, ActionExecutor[Any]] | None = None
         self._backends: dict[str, StoreBackendSpec] | None = None
+        #: Plugin name -> the exception it raised while registering executors or backends.
+        self.failures: dict[str, BaseException] = {}
+        #: Action type -> the plugin that provides it.
+        self.executor_plugins: dict[str, str] = {}
+        #: URL scheme -> the plugin that provides it.
+        self.backend_plugins: dict[str, str] = {}
+
+    def _failed(self, plugin: str, hook: str, exc: BaseException) -> None:
+        self.failures.setdefault(plugin, exc)
+        if isinstance(exc, ConfigError):
+            return
+        _log.warning(
+            "plugin.registration_failed",
+            plugin=plugin,
+            hook=hook,
+            error=f"{type(exc).__name__}: {exc}",
+        )
 
     @property
-    def executors(self) -> dict[str, ActionExecutor]:
+    def executors(self) -> dict[str, ActionExecutor[Any]]:
         if self._executors is None:
-            found: dict[str, ActionExecutor] = {}
+            found: dict[str, ActionExecutor[Any]] = {}
             owners: dict[str, str] = {}
-            for impl in self.plugin_manager.hook.omnicron_action_executors.get_hookimpls():
-                kwargs = {k: v for k, v in {"context": self.context}.items() if k in impl.argnames}
-                produced = cast("Iterable[ActionExecutor]", impl.function(**kwargs) or ())
-                for executor in produced:
+            hook = "omnicron_action_executors"
+            for res in call_each_plugin(self.plugin_manager, hook, context=self.context):
+                if res.error is not None:
+                    self._failed(res.plugin_name, hook, res.error)
+                    continue
+                try:
+                    checked = [_checked_executor(res.plugin_name, e) for e in res.items]
+                except PluginError as exc:
+                    self._failed(res.plugin_name, hook, exc)
+                    continue
+                for executor in checked:
                     kind = executor.action_type
-                    if not kind:
-                        raise PluginError(
-                            f"plugin {impl.plugin_name!r} gave an executor with no action_type"
-                        )
                     if kind in found:
                         raise PluginError(
                             f"action type {kind!r} is provided by both {owners[kind]!r} "
-                            f"and {impl.plugin_name!r}"
+                            f"and {res.plugin_name!r}"
                         )
                     found[kind] = executor
-                    owners[kind] = impl.plugin_name
+                    owners[kind] = res.plugin_name
+            self.executor_plugins = owners
             self._executors = found
+        # Bad settings are the operator's to fix: refuse them (every time) rather than run
+        # without that plugin. A plugin that fails for any other reason is left out.
+        for failure in self.failures.values():
+            if isinstance(failure, ConfigError):
+                raise failure
         return self._executors
 
     @property
     def backends(self) -> dict[str, StoreBackendSpec]:
         if self._backends is None:
             found: dict[str, StoreBackendSpec] = {}
-            for specs in self.plugin_manager.hook.omnicron_store_backends():
-                for spec in specs or ():
+            owners: dict[str, str] = {}
+            hook = "omnicron_store_backends"
+            for res in call_each_plugin(self.plugin_manager, hook):
+                if res.error is not None:
+                    self._failed(res.plugin_name, hook, res.error)
+                    continue
+                for spec in res.items:
+                    if not isinstance(spec, StoreBackendSpec):
+                        self._failed(
+                            res.plugin_name,
+                            hook,
+                            PluginError(f"returned {type(spec).__name__}, not StoreBackendSpec"),
+                        )
+                        continue
                     if spec.scheme in found:
                         raise PluginError(f"store scheme {spec.scheme!r} is registered twice")
                     found[spec.scheme] = spec
+                    owners[spec.scheme] = res.plugin_name
+            self.backend_plugins = owners
             self._backends = found
         return self._backends
 
-    def executor_for(self, action_type: str) -> ActionExecutor:
+    def executors_built(self) -> dict[str, ActionExecutor[Any]]:
+        """The executors built so far, without raising for another plugin's bad settings."""
+        if self._executors is None:
+            with contextlib.suppress(ConfigError):
+                self.executors  # noqa: B018 - builds them
+        return dict(self._executors or {})
+
+    def not_loaded(self) -> list[str]:
+        """Plugins that are installed but did not load or register, with the reason."""
+        pm = self.plugin_manager
+        out = [f"{f.name} ({f.distribution}): {f.error}" for f in getattr(pm, "load_failures", ())]
+        dists: dict[str, str] = getattr(pm, "blocked_distributions", {})
+        out += [
+            f"{name} ({dists[name]}): disabled" if name in dists else f"{name}: disabled"
+            for name, plugin in pm.list_name_plugin()
+            if plugin is None
+        ]
+        out += [f"{name}: {type(exc).__name__}: {exc}" for name, exc in self.failures.items()]
+        return out
+
+    def executor_for(self, action_type: str) -> ActionExecutor[Any]:
         """The executor for ``action_type``, or a validation error naming what is installed."""
         executor = self.executors.get(action_type)
         if executor is not None:
@@ -291,29 +546,24 @@ class Registry:
                 f"invalid action: action type is required; installed action types: {installed}",
                 field="action.type",
             )
-        dist = KNOWN_ACTION_DISTRIBUTIONS.get(action_type)
-        if dist:
-            raise JobValidationError(
-                f"invalid action: action type {action_type!r} needs the {dist} plugin, which is "
-                f"not installed (pip install {dist}); installed action types: {installed}",
-                field="action.type",
-            )
-        raise JobValidationError(
-            f"invalid action: invalid action type: {action_type}; installed action types: {installed}",
-            field="action.type",
+        message = (
+            f"invalid action: invalid action type: {action_type}; "
+            f"installed action types: {installed}"
         )
+        broken = self.not_loaded()
+        if broken:
+            message += f"; plugins not loaded: {'; '.join(broken)}"
+        else:
+            message += " (install the plugin that provides it, e.g. with pip)"
+        raise JobValidationError(message, field="action.type")
 
     def validate_action(self, action: Action) -> None:
         """Validate an action with its executor's synchronous check."""
-        executor = self.executor_for(action.type)
-        with _located():
-            executor.validate(action)
+        self.executor_for(action.type).check(action)
 
     async def validate_action_async(self, action: Action) -> None:
         """Validate an action with its executor's add-time (possibly I/O-bound) check."""
-        executor = self.executor_for(action.type)
-        with _located():
-            await executor.validate_async(action)
+        await self.executor_for(action.type).check_async(action)
 
     async def aclose(self) -> None:
         if self._executors:
@@ -324,3 +574,36 @@ class Registry:
                     _log.warning(
                         "executor.close_failed", action_type=executor.action_type, error=str(exc)
                     )
+
+
+def describe_executor(executor: ActionExecutor[Any]) -> dict[str, Any]:
+    """``{"type", "description", "parameters"}`` of an executor (``omnicron plugins --json``,
+    the agent tools, the docs)."""
+    return {
+        "type": executor.action_type,
+        "description": executor.description,
+        "parameters": executor.params_schema(),
+    }
+
+
+def _checked_executor(plugin: str, executor: Any) -> ActionExecutor[Any]:
+    if not isinstance(executor, ActionExecutor):
+        raise PluginError(
+            f"plugin {plugin!r} returned {type(executor).__name__} from "
+            "omnicron_action_executors; expected an ActionExecutor"
+        )
+    if not executor.action_type:
+        raise PluginError(f"plugin {plugin!r} gave an executor with no action_type")
+    params_type = getattr(executor, "params_type", None)
+    if not (isinstance(params_type, type) and issubclass(params_type, msgspec.Struct)):
+        raise PluginError(
+            f"plugin {plugin!r}: executor {executor.action_type!r} has no params_type "
+            "(a msgspec.Struct of its parameters)"
+        )
+    reserved = RESERVED_ACTION_KEYS.intersection(_param_names(params_type))
+    if reserved:
+        raise PluginError(
+            f"plugin {plugin!r}: executor {executor.action_type!r} declares the reserved "
+            f"parameter name(s) {', '.join(sorted(reserved))}"
+        )
+    return executor

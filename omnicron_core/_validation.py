@@ -17,38 +17,12 @@ _DEFAULT_LIMITS = JobLimits()
 
 
 def validate_action_minimal(action: Action) -> None:
-    """The original's ``Action.Validate``: required fields of its three types.
+    """The check of an action that no executor owns (a host handler runs it): it needs a type.
 
-    Used when a host-supplied handler runs jobs and no executor plugin owns the type.
+    The parameters belong to the executors, so without one there is nothing more to check.
     """
-    kind = action.type
-    if kind == "send_message":
-        if not action.session_id:
-            raise JobValidationError(
-                "invalid action: session_id is required for send_message action",
-                field="action.session_id",
-            )
-        if not action.message:
-            raise JobValidationError(
-                "invalid action: message is required for send_message action",
-                field="action.message",
-            )
-    elif kind == "call_webhook":
-        if not action.webhook_url:
-            raise JobValidationError(
-                "invalid action: webhook_url is required for call_webhook action",
-                field="action.webhook_url",
-            )
-    elif kind == "call_tool":
-        if not action.tool_name:
-            raise JobValidationError(
-                "invalid action: tool_name is required for call_tool action",
-                field="action.tool_name",
-            )
-    else:
-        raise JobValidationError(
-            f"invalid action: invalid action type: {kind}", field="action.type"
-        )
+    if not action.type:
+        raise JobValidationError("invalid action: action type is required", field="action.type")
 
 
 def validate_job(
@@ -64,7 +38,7 @@ def validate_job(
 
     Sizes are checked first (``limits``, before anything is parsed). The action is checked by
     the executor plugin for its type; with ``handler_runs_actions`` (a host handler runs every
-    job) a type no plugin owns gets the original's minimal checks. A job an agent made
+    job) a type no plugin owns only needs to be named. A job an agent made
     (``origin="agent"``, or with an owner) may hold no ``${env:}`` reference.
     """
     if not job.id:

@@ -9,7 +9,7 @@ with keyword arguments, so an implementation may accept any subset of the parame
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -45,12 +45,15 @@ def omnicron_add_hookspecs(plugin_manager: pluggy.PluginManager) -> None:
 @hookspec
 def omnicron_action_executors(  # type: ignore[empty-body]
     context: PluginContext,
-) -> Iterable[ActionExecutor]:
+) -> Iterable[ActionExecutor[Any]]:
     """Return the action executors this plugin provides.
 
-    Each executor names one action type (``ActionExecutor.action_type``), validates an
-    :class:`~omnicron_core.Action` of that type when a job is added or updated, and runs it
-    (``async execute(job, run)``). Two executors claiming one type are refused.
+    Each executor names one action type (``ActionExecutor.action_type``), declares that type's
+    parameters as a msgspec Struct (``params_type``: the core decodes a job's ``action.params``
+    into it when the job is added or updated, with located errors, then calls ``validate``),
+    and runs it (``async execute(job, run)``). Two executors claiming one type are refused.
+    The core calls this hook one plugin at a time: a plugin that raises is left out (and
+    reported), the others still register.
 
     :param context: the plugin manager, this runtime's per-plugin settings
         (``context.settings_for("webhook")``) and the scheduler's location.

@@ -123,7 +123,7 @@ def parse_plugin_settings(items: Iterable[str]) -> dict[str, dict[str, Any]]:
         plugin, dot, name = key.strip().partition(".")
         if not sep or not dot or not plugin or not name:
             raise ConfigError(
-                f"{item!r} is not NAME.KEY=VALUE (e.g. send_message.transport=jsonl)",
+                f"{item!r} is not NAME.KEY=VALUE (e.g. tool.timeout=10)",
                 field="--plugin-setting",
             )
         out.setdefault(plugin, {})[name] = _value(raw)
@@ -283,7 +283,7 @@ async def serve(
     "plugin_settings",
     multiple=True,
     metavar="NAME.KEY=VALUE",
-    help="A plugin setting, e.g. send_message.transport=jsonl (repeatable; JSON values parse).",
+    help="A plugin setting, e.g. tool.timeout=10 (repeatable; JSON values parse).",
 )
 @click.option(
     "--skill-setting",

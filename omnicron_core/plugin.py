@@ -1,18 +1,127 @@
-"""The plugin author's API: everything a third-party executor or store backend imports.
+"""The plugin author's API: everything an executor or store plugin needs, in one module.
 
-A plugin imports from here, never from a ``_private`` module of the core::
+Import from here, never from a ``_private`` module of ``omnicron_core``::
 
-    from omnicron_core.plugin import StoreBackend, StoreBackendSpec, StoreError, hookimpl
+    import msgspec
+    from omnicron_core.plugin import ActionExecutor, ExecutionResult, hookimpl
 
-Store backends: see ``docs/stores.md``; the conformance kit is
-:class:`omnicron_core.testing.StoreBackendContract`.
+    class AppendFileParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+        path: str
+        text: str
+
+    class AppendFileExecutor(ActionExecutor[AppendFileParams]):
+        action_type = "append_file"
+        description = "Append a line of text to a file"
+        params_type = AppendFileParams
+
+        async def execute(self, job, run):
+            params = self.check(job.action)
+            ...
+            return ExecutionResult.ok({"path": params.path})
+
+    @hookimpl
+    def omnicron_action_executors(context):
+        return [AppendFileExecutor()]
+
+An executor declares its parameters as a msgspec Struct (``params_type``); omnicron decodes a
+job's ``action.params`` into it when the job is added (located errors such as
+``action.path: ...``), derives the CLI's ``--param`` handling, the agent tools' schemas, the MCP
+server and ``omnicron plugins --json`` from it. See docs/plugins.md (executors) and
+docs/stores.md (store backends).
 """
 
 from __future__ import annotations
 
 from ._backend import JobPatch, StoreBackend
-from ._errors import StoreError
-from ._plugins import StoreBackendSpec
-from .hookspecs import hookimpl
+from ._duration import Duration, format_go_duration, parse_go_duration
+from ._errors import (
+    ConfigError,
+    JobNotFoundError,
+    JobValidationError,
+    OmnicronError,
+    PluginError,
+    StoreError,
+    describe_error,
+)
+from ._log import get_logger
+from ._models import (
+    Action,
+    ExecutionResult,
+    Job,
+    JobStatus,
+    Schedule,
+    dec_hook,
+    decode_job,
+    encode_job,
+    job_from_builtins,
+    job_to_builtins,
+)
+from ._plugins import (
+    ENTRY_POINT_GROUP,
+    ActionExecutor,
+    HookResult,
+    ParamFlag,
+    PluginContext,
+    RunInfo,
+    StoreBackendSpec,
+    call_each_plugin,
+    params_json_schema,
+)
+from .bodies import BodyReader, UndecodableBodyError
+from .hookspecs import hookimpl, hookspec
+from .secrets import (
+    MissingEnvVarError,
+    SecretNotAllowedError,
+    find_env_refs,
+    malformed_env_ref,
+    resolve_env_refs,
+    resolve_job_env_refs,
+)
+from .settings import SettingError, load_plugin_settings
 
-__all__ = ["JobPatch", "StoreBackend", "StoreBackendSpec", "StoreError", "hookimpl"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Action",
+    "ActionExecutor",
+    "BodyReader",
+    "ConfigError",
+    "Duration",
+    "ExecutionResult",
+    "HookResult",
+    "Job",
+    "JobNotFoundError",
+    "JobPatch",
+    "JobStatus",
+    "JobValidationError",
+    "MissingEnvVarError",
+    "OmnicronError",
+    "ParamFlag",
+    "PluginContext",
+    "PluginError",
+    "RunInfo",
+    "Schedule",
+    "SecretNotAllowedError",
+    "SettingError",
+    "StoreBackend",
+    "StoreBackendSpec",
+    "StoreError",
+    "UndecodableBodyError",
+    "call_each_plugin",
+    "dec_hook",
+    "decode_job",
+    "describe_error",
+    "encode_job",
+    "find_env_refs",
+    "format_go_duration",
+    "get_logger",
+    "hookimpl",
+    "hookspec",
+    "job_from_builtins",
+    "job_to_builtins",
+    "load_plugin_settings",
+    "malformed_env_ref",
+    "params_json_schema",
+    "parse_go_duration",
+    "resolve_env_refs",
+    "resolve_job_env_refs",
+]

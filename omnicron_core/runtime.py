@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -41,7 +41,15 @@ from ._errors import (
 from ._limits import JobLimits
 from ._log import get_logger
 from ._models import Job
-from ._plugins import ENTRY_POINT_GROUP, PluginContext, Registry, get_plugin_manager
+from ._plugins import (
+    ENTRY_POINT_GROUP,
+    ActionExecutor,
+    PluginContext,
+    Registry,
+    call_each_plugin,
+    describe_executor,
+    get_plugin_manager,
+)
 from ._schedule import resolve_zone
 from ._scheduler import Scheduler, SchedulerConfig
 from ._store import Store, StoreConfig, backend_spec_for
@@ -133,60 +141,45 @@ def _check_plugin_sections(config: Config, pm: pluggy.PluginManager) -> list[Con
     return errors
 
 
-def _probe_executors(
-    registry: Registry,
-    built: dict[str, Any] | None = None,
-    blocked: set[str] | None = None,
-) -> list[ConfigError]:
-    """Build each plugin's executors on its own, to report every plugin's bad settings.
-
-    The executors of the plugins that did build go into ``built`` (by action type); the action
-    types of those that did not, as far as their defaults tell (built once more without their
-    section), go into ``blocked``.
-    """
+def _check_executors(registry: Registry) -> list[ConfigError]:
+    """Every plugin's problem building its executors or backends (each plugin on its own)."""
+    try:
+        registry.executors  # noqa: B018 - building the executors validates plugin settings
+    except ConfigError:
+        pass  # also in registry.failures, with every other plugin's
+    except PluginError as exc:
+        return [ConfigError(str(exc), field="plugins")]
     errors: list[ConfigError] = []
-    pm = registry.plugin_manager
-    for impl in pm.hook.omnicron_action_executors.get_hookimpls():
-        kwargs = {"context": registry.context} if "context" in impl.argnames else {}
-        try:
-            executors = list(cast(Iterable[Any], impl.function(**kwargs) or ()))
-            if built is not None:
-                built.update((e.action_type, e) for e in executors)
-            continue
-        except ConfigError as exc:
+    for name, failure in registry.failures.items():
+        if isinstance(failure, ConfigError):
             errors.append(
-                exc if exc.field else ConfigError(exc.message, field=f"plugins.{impl.plugin_name}")
+                failure if failure.field else ConfigError(failure.message, field=f"plugins.{name}")
             )
-        except Exception as exc:
+        else:
             errors.append(
                 ConfigError(
-                    f"plugin failed to build its executors: {type(exc).__name__}: {exc}",
-                    field=f"plugins.{impl.plugin_name}",
+                    f"plugin failed to register: {type(failure).__name__}: {failure}",
+                    field=f"plugins.{name}",
                 )
             )
-        if blocked is not None and "context" in impl.argnames:
-            context = registry.context
-            defaults = {k: v for k, v in context.settings.items() if k != impl.plugin_name}
-            with contextlib.suppress(Exception):  # what it would provide, if it can tell
-                retry = impl.function(
-                    context=PluginContext(context.plugin_manager, defaults, context.location)
-                )
-                blocked.update(e.action_type for e in cast(Iterable[Any], retry or ()))
     return errors
 
 
-def _check_executors(registry: Registry) -> list[ConfigError]:
-    try:
-        registry.executors  # noqa: B018 - building the executors validates plugin settings
-    except ConfigError as exc:
-        return _probe_executors(registry) or [exc]
-    except PluginError as exc:
-        return [ConfigError(str(exc), field="plugins")]
-    except Exception as exc:
-        return _probe_executors(registry) or [
-            ConfigError(f"{type(exc).__name__}: {exc}", field="plugins")
-        ]
-    return []
+def _blocked_types(registry: Registry) -> set[str]:
+    """The action types of the plugins whose settings are bad, as far as their defaults tell
+    (each such plugin is asked once more, through pluggy, without its section)."""
+    context = registry.context
+    out: set[str] = set()
+    for name, failure in registry.failures.items():
+        if not isinstance(failure, ConfigError):
+            continue
+        defaults = {k: v for k, v in context.settings.items() if k != name}
+        retry = PluginContext(context.plugin_manager, defaults, context.location)
+        for res in call_each_plugin(
+            context.plugin_manager, "omnicron_action_executors", only=[name], context=retry
+        ):
+            out.update(e.action_type for e in res.items if isinstance(e, ActionExecutor))
+    return out
 
 
 def _check_store(config: Config, registry: Registry) -> list[ConfigError]:
@@ -247,7 +240,8 @@ def _validate_declared(
     blocked: set[str] = set()
     partial = registry
     if not plugins_ok:
-        _probe_executors(registry, built, blocked)
+        built = registry.executors_built()
+        blocked = _blocked_types(registry)
         partial = Registry(registry.plugin_manager, location=location)
         partial._executors = built
     for index, job in jobs:
@@ -425,6 +419,8 @@ class PluginInfo:
     store_schemes: list[str] = field(default_factory=list)
     status: str = "loaded"  # loaded | failed | disabled
     error: str = ""
+    #: Per action type: ``{"type", "description", "parameters"}`` (a JSON Schema).
+    actions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_builtins(self) -> dict[str, Any]:
         return {
@@ -432,6 +428,7 @@ class PluginInfo:
             "distribution": self.distribution,
             "version": self.version,
             "action_types": self.action_types,
+            "actions": self.actions,
             "store_schemes": self.store_schemes,
             "status": self.status,
             "error": self.error,
@@ -467,27 +464,32 @@ def plugin_infos(
             dist, version = "", ""
         infos[name] = PluginInfo(name, dist, version)
     registry = Registry(pm, settings=settings or {})
-    for impl in pm.hook.omnicron_action_executors.get_hookimpls():
-        info = infos.get(impl.plugin_name)
-        if info is None:
+    executors: dict[str, ActionExecutor[Any]] = {}
+    try:
+        executors = registry.executors
+    except ConfigError:
+        executors = registry.executors_built()
+    except PluginError as exc:
+        for each in infos.values():
+            each.error = each.error or str(exc)
+    for kind, owner in sorted(registry.executor_plugins.items()):
+        provider = infos.get(owner)
+        executor = executors.get(kind)
+        if provider is None or executor is None:
             continue
-        kwargs = {"context": registry.context} if "context" in impl.argnames else {}
-        try:
-            info.action_types = sorted(
-                e.action_type for e in cast(Iterable[Any], impl.function(**kwargs) or ())
-            )
-        except Exception as exc:
-            info.error = f"{type(exc).__name__}: {exc}"
-    for impl in pm.hook.omnicron_store_backends.get_hookimpls():
-        info = infos.get(impl.plugin_name)
-        if info is None:
-            continue
-        try:
-            info.store_schemes = sorted(
-                s.scheme for s in cast(Iterable[Any], impl.function() or ())
-            )
-        except Exception as exc:
-            info.error = f"{type(exc).__name__}: {exc}"
+        provider.action_types.append(kind)
+        provider.actions.append(describe_executor(executor))
+    try:
+        registry.backends  # noqa: B018 - fills backend_plugins
+    except PluginError as exc:
+        for each in infos.values():
+            each.error = each.error or str(exc)
+    for scheme, owner in sorted(registry.backend_plugins.items()):
+        if owner in infos:
+            infos[owner].store_schemes.append(scheme)
+    for name, failure in registry.failures.items():
+        if name in infos:
+            infos[name].error = f"{type(failure).__name__}: {failure}"
     for failure in getattr(pm, "load_failures", ()):
         version = dists.get(failure.name, ("", ""))[1]
         infos[failure.name] = PluginInfo(

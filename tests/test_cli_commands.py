@@ -218,3 +218,48 @@ def test_demo_fires_within_seconds(tmp_path: Path) -> None:
     assert "hello from omnicron" in proc.stdout
     assert '"job.run"' in proc.stderr
     assert (tmp_path / "omnicron.db").exists()
+
+
+def test_jobs_action_flags_come_from_the_executors(project: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return omnicron("jobs", *args, cwd=project)
+
+    helped = run("add", "--help").stdout
+    for flag in ("--param KEY=VALUE", "--params JSON", "--session-id", "--webhook-url"):
+        assert flag in helped, flag
+    assert "(call_webhook)" in helped  # a plugin flag names its action type
+    mixed = run("add", "--name", "x", "--every", "1h", "--session-id", "s", "--webhook-url", "u")
+    assert mixed.returncode == 1
+    assert "flags of several action types given (call_webhook, send_message)" in mixed.stderr
+    generic = run(
+        "add", "--id", "g", "--name", "g", "--every", "1h", "--type", "call_tool",
+        "--param", "tool_name=echo", "--param", 'tool_params={"text": "hi"}', "--json",
+    )  # fmt: skip
+    assert generic.returncode == 0, generic.stderr
+    assert json.loads(generic.stdout)["action"] == {
+        "type": "call_tool",
+        "tool_name": "echo",
+        "tool_params": {"text": "hi"},
+    }
+    missing = run("add", "--name", "m", "--every", "1h", "--session-id", "s")
+    assert missing.returncode == 1
+    assert (
+        "error: action.message: invalid action: message is required for send_message action"
+        in missing.stderr
+    )
+    unknown = run("add", "--name", "m", "--every", "1h", "--type", "call_tool", "--param", "x=1")
+    assert "action.x: invalid action: unknown parameter 'x' for call_tool action" in unknown.stderr
+    # a new type on update starts a fresh set of parameters
+    changed = run(
+        "update", "g", "--type", "send_message", "--params", '{"session_id": "s", "message": "m"}',
+        "--json",
+    )  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout)["action"] == {
+        "type": "send_message",
+        "session_id": "s",
+        "message": "m",
+    }
+    kept = run("update", "g", "--message", "again", "--json")
+    assert json.loads(kept.stdout)["action"]["session_id"] == "s"
+    assert json.loads(kept.stdout)["action"]["message"] == "again"

@@ -125,7 +125,7 @@ def test_errors_of_several_sections_come_together() -> None:
         ("id='a'\nschedule={interval='1s'}\naction={type='x'}", "jobs[1].name", "required"),
         ("id='a'\nname='a'\nschedule={interval='5q'}\naction={type='x'}", "jobs[1].schedule.interval", "unknown unit"),
         ("id='a'\nname='a'\nschedule={cron=5}\naction={type='x'}", "jobs[1].schedule.cron", "expected str"),
-        ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x', tool='y'}", "jobs[1].action.tool", "unknown key"),
+        ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x', params=3}", "jobs[1].action", "params: expected object, got int"),
         ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nsatus='x'", "jobs[1].satus", "unknown key"),
         ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nenabled=true\nstatus='disabled'", "jobs[1]", "disagree"),
         ("id='a'\nname='a'\nschedule={interval='1s'}\naction={type='x'}\nmetadata={'omnicron.source'='x'}", "jobs[1].metadata", "reserved"),

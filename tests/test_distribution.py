@@ -81,7 +81,7 @@ def _run(venv: Path) -> str:
 def test_core_alone_then_with_the_webhook_plugin(venv: Path) -> None:
     _pip(venv, str(ROOT))
     without = _run(venv)
-    assert "needs the omnicron-webhook plugin, which is not installed" in without
+    assert "invalid action type: call_webhook; installed action types: none" in without
     _pip(venv, str(ROOT), str(ROOT / "plugins" / "omnicron-webhook"))
     with_plugin = _run(venv)
     assert '"types": ["call_webhook"]' in with_plugin

@@ -295,7 +295,7 @@ def test_command_reports_bad_settings_without_a_traceback() -> None:
 async def test_mcp_refuses_env_secrets_even_for_a_trusted_client(tmp_path: Path) -> None:
     """Issue 9: a model must not read the server's environment through a webhook header."""
     async with stdio_session(
-        tmp_path, "--trusted", "--skill-setting", "allow_webhook_headers=true"
+        tmp_path, "--trusted", "--skill-setting", 'allow_params=["webhook_headers"]'
     ) as session:
         made = payload(
             await session.call_tool(

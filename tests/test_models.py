@@ -39,7 +39,7 @@ def test_go_job_loads_with_every_field() -> None:
     job = decode_job(GO_JOB)
     assert job.id == "j1" and job.name == "Health check" and job.description == "ping"
     assert job.schedule.interval == Duration(90 * 60 * 10**9)
-    assert job.action.webhook_headers == {"X-A": "b"}
+    assert job.action.params["webhook_headers"] == {"X-A": "b"}
     assert job.status is JobStatus.ENABLED
     assert job.created_at == datetime(2026, 4, 25, 14, 30, 0, 123457, tzinfo=UTC)
     assert job.updated_at is not None and job.updated_at.utcoffset() == timedelta(hours=2)
@@ -163,10 +163,10 @@ def test_copy_shares_nothing() -> None:
     job = decode_job(GO_JOB)
     clone = job.copy()
     assert clone == job
-    assert clone.metadata is not None and clone.action.webhook_headers is not None
+    assert clone.metadata is not None and clone.action.params["webhook_headers"] is not None
     clone.metadata["k"] = 2
-    clone.action.webhook_headers["X-A"] = "changed"
-    assert job.metadata == {"k": 1} and job.action.webhook_headers == {"X-A": "b"}
+    clone.action.params["webhook_headers"]["X-A"] = "changed"
+    assert job.metadata == {"k": 1} and job.action.params["webhook_headers"] == {"X-A": "b"}
 
 
 def test_execution_result_json_has_go_shape() -> None:
@@ -191,7 +191,6 @@ def test_public_names_are_the_intended_ones() -> None:
         "Job",
         "Schedule",
         "Action",
-        "ActionType",
         "JobStatus",
         "ExecutionResult",
         "Duration",

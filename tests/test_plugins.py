@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pluggy
 import pytest
 from structlog.testing import capture_logs
@@ -26,15 +27,20 @@ from omnicron_core import (
 )
 
 
-class EchoExecutor(ActionExecutor):
-    action_type = "echo_action"
+class EchoParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    message: str = ""
 
-    def validate(self, action: Action) -> None:
-        if not action.message:
-            raise JobValidationError("message is required for echo_action", field="action.message")
+
+class EchoExecutor(ActionExecutor[EchoParams]):
+    action_type = "echo_action"
+    params_type = EchoParams
+
+    def validate(self, params: EchoParams) -> None:
+        if not params.message:
+            raise JobValidationError("message is required for echo_action", field="message")
 
     async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
-        return ExecutionResult.ok({"echo": job.action.message})
+        return ExecutionResult.ok({"echo": self.check(job.action).message})
 
 
 class FakeEntryPoint:
@@ -175,10 +181,11 @@ def test_two_executors_for_one_type_are_refused() -> None:
         _ = Registry(pm).executors
 
 
-def test_missing_builtin_type_names_its_distribution() -> None:
+def test_missing_type_lists_what_is_installed() -> None:
     registry = Registry(get_plugin_manager(load_entrypoints=False))
     with pytest.raises(
-        JobValidationError, match=r"needs the omnicron-webhook plugin, which is not installed"
+        JobValidationError,
+        match=r"invalid action type: call_webhook; installed action types: none \(install",
     ):
         registry.validate_action(Action(type="call_webhook", webhook_url="https://example.com"))
     with pytest.raises(

@@ -8,6 +8,7 @@ import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -74,7 +75,7 @@ async def test_reconcile_adds_updates_removes_and_keeps_run_state(tmp_path: Path
     extra = new_job(
         "manual", "manual", Schedule(cron="0 9 * * *"), Action(type="call_tool", tool_name="echo")
     )
-    extra.action.tool_params = {"text": "x"}
+    extra.action.params["tool_params"] = {"text": "x"}
     await rt.scheduler.add_job(extra)
     await rt.close()
 
@@ -85,7 +86,7 @@ async def test_reconcile_adds_updates_removes_and_keeps_run_state(tmp_path: Path
     # b changed, a removed from the file, c new; the runtime job survives
     _, jobs = await reconcile(config_text(db, job_entry("b", "changed") + job_entry("c")))
     assert set(jobs) == {"b", "c", "manual"}
-    assert jobs["b"].action.message == "changed"
+    assert jobs["b"].action.params["message"] == "changed"
     assert jobs["b"].run_count == 7 and jobs["b"].last_error == "boom"
     assert jobs["c"].run_count == 0
     assert not is_declared(jobs["manual"])
@@ -112,7 +113,7 @@ async def test_reconcile_is_all_or_nothing(tmp_path: Path) -> None:
     after = {j.id: j for j in await rt.store.list()}
     await rt.close()
     assert set(after) == {"a"}
-    assert after["a"].action.message == "hi"
+    assert after["a"].action.params["message"] == "hi"
     assert after["a"].updated_at == before["a"].updated_at
 
 
@@ -167,7 +168,7 @@ def test_check_names_a_missing_plugin(tmp_path: Path) -> None:
     rt = Runtime(decode_config(tomllib.loads(text)), plugin_manager=pm)
     errors = {e.field: e.message for e in rt.check()}
     assert "disabled" in errors["plugins.webhook"]
-    assert "omnicron-webhook" in errors["jobs[0].action.type"]
+    assert "webhook (omnicron-webhook): disabled" in errors["jobs[0].action.type"]
 
 
 def test_check_store_url(tmp_path: Path) -> None:
@@ -257,21 +258,22 @@ class _LoopSafeProbe:
         self.checked: list[str] = []
 
     @hookimpl
-    def omnicron_action_executors(self) -> list[ActionExecutor]:
+    def omnicron_action_executors(self) -> list[ActionExecutor[Any]]:
         probe = self
 
-        class Probe(ActionExecutor):
+        class Probe(ActionExecutor[_NoParams]):
             action_type = "probe"
+            params_type = _NoParams
 
-            def validate(self, action: Action) -> None:
+            def validate(self, params: _NoParams) -> None:
                 try:
                     asyncio.get_running_loop()
                 except RuntimeError:
                     return
                 raise AssertionError("a blocking check ran on the event loop")
 
-            async def validate_async(self, action: Action) -> None:
-                probe.checked.append(action.type)
+            async def validate_async(self, params: _NoParams) -> None:
+                probe.checked.append(self.action_type)
                 await asyncio.sleep(0)
 
             async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
@@ -293,6 +295,10 @@ async def test_reconcile_validates_asynchronously(tmp_path: Path) -> None:
     assert probe.checked == ["probe", "probe"]  # the reconcile's check, then add_jobs'
 
 
+class _NoParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
 class _EchoSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     prefix: str = ""
 
@@ -301,14 +307,12 @@ class _EchoPlugin:
     """A third-party executor with its own settings section, [plugins.echo]."""
 
     @hookimpl
-    def omnicron_action_executors(self, context: PluginContext) -> list[ActionExecutor]:
+    def omnicron_action_executors(self, context: PluginContext) -> list[ActionExecutor[Any]]:
         settings = load_plugin_settings(context.settings_for("echo"), _EchoSettings, "echo")
 
-        class Echo(ActionExecutor):
+        class Echo(ActionExecutor[_NoParams]):
             action_type = "echo"
-
-            def validate(self, action: Action) -> None:
-                return None
+            params_type = _NoParams
 
             async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
                 return ExecutionResult.ok(settings.prefix)

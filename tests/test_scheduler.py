@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -127,11 +128,11 @@ async def make(db_url: str) -> AsyncIterator[Callable[..., Scheduler]]:
             "only one schedule type allowed (cron, once, or interval)",
         ),
         (
-            lambda j: setattr(j.action, "session_id", ""),
+            lambda j: j.action.params.__setitem__("session_id", ""),
             "invalid action: session_id is required for send_message action",
         ),
         (
-            lambda j: setattr(j.action, "message", ""),
+            lambda j: j.action.params.__setitem__("message", ""),
             "invalid action: message is required for send_message action",
         ),
     ],
@@ -438,27 +439,32 @@ async def test_handler_exception_becomes_failed_result(make: Callable[..., Sched
     assert (await s.get_job("a")).last_error == "kaput"
 
 
-class SlowExecutor(ActionExecutor):
+class SlowParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    message: str = ""
+
+
+class SlowExecutor(ActionExecutor[SlowParams]):
     action_type = "slow"
+    params_type = SlowParams
 
     def __init__(self) -> None:
         self.started: list[tuple[str, RunInfo]] = []
         self.in_flight = 0
         self.max_in_flight = 0
 
-    def validate(self, action: Action) -> None:
-        if not action.message:
-            raise JobValidationError("message is required for slow action", field="action.message")
+    def validate(self, params: SlowParams) -> None:
+        if not params.message:
+            raise JobValidationError("message is required for slow action", field="message")
 
     async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
         self.started.append((job.id, run))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await asyncio.sleep(float(job.action.message))
+            await asyncio.sleep(float(self.check(job.action).message))
         finally:
             self.in_flight -= 1
-        return ExecutionResult.ok({"slept": job.action.message})
+        return ExecutionResult.ok({"slept": job.action.params["message"]})
 
 
 @pytest.fixture
@@ -661,8 +667,8 @@ async def test_caller_mutation_after_add_does_not_reach_store(
     s = make()
     job = msg_job("a", Schedule(cron="0 9 * * *"))
     await s.add_job(job)
-    job.action.message = "changed"
-    assert (await s.get_job("a")).action.message == "hello"
+    job.action.params["message"] = "changed"
+    assert (await s.get_job("a")).action.params["message"] == "hello"
 
 
 async def test_job_added_by_another_process_is_picked_up(

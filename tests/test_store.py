@@ -80,9 +80,9 @@ async def test_cache_never_aliases(store: Store) -> None:
     first = await store.get("a")
     assert first.name == "job a" and first.metadata == {"tags": ["a"]}
     first.name = "mutated after get"
-    first.action.message = "changed"
+    first.action.params["message"] = "changed"
     second = await store.get("a")
-    assert second.name == "job a" and second.action.message == "m"
+    assert second.name == "job a" and second.action.params["message"] == "m"
     assert second is not first
 
 

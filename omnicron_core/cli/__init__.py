@@ -256,7 +256,10 @@ def next_(
 @click.pass_context
 def plugins(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
     """List installed plugins, their versions, action types and store schemes, and any plugin
-    that failed to load (with its error)."""
+    that failed to load (with its error); then each action type's description and parameters.
+
+    With --json, each plugin's "actions" lists its action types with their description and
+    the JSON Schema of their parameters."""
     from .._plugins import get_plugin_manager
 
     config = load(config_path)
@@ -277,6 +280,19 @@ def plugins(ctx: click.Context, config_path: Path | None, as_json: bool) -> None
         for i in infos
     ]
     print_table(["PLUGIN", "DISTRIBUTION", "VERSION", "ACTION TYPES", "STORES", "STATUS"], rows)
+    actions = [
+        [
+            a["type"],
+            i.name,
+            a["description"] or "-",
+            ", ".join(a["parameters"].get("properties", {})),
+        ]
+        for i in infos
+        for a in i.actions
+    ]
+    if actions:
+        stdout().print()
+        print_table(["ACTION TYPE", "PLUGIN", "DESCRIPTION", "PARAMETERS"], sorted(actions))
 
 
 # -- store --------------------------------------------------------------------------------

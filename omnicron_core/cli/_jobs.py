@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import uuid
@@ -23,6 +24,7 @@ from .._models import (
     job_to_builtins,
     utcnow,
 )
+from .._plugins import ActionExecutor, ParamFlag, Registry, get_plugin_manager
 from .._schedule import iter_fire_times
 from ..config import Config
 from ..runtime import Runtime, is_declared
@@ -248,20 +250,27 @@ def _job_options(fn: F) -> F:
         click.option("--timezone", default=None, help="IANA zone of the cron expression."),
         click.option(
             "--action-type",
+            "--type",
+            "action_type",
             default=None,
-            help="send_message, call_webhook, call_tool or a plugin's type "
-            "(inferred from the other action flags when omitted).",
+            help="The action type (see 'omnicron plugins'); inferred from a plugin's own "
+            "flags when omitted.",
         ),
-        click.option("--session-id", default=None),
-        click.option("--message", default=None),
-        click.option("--webhook-url", default=None),
-        click.option("--webhook-method", default=None),
         click.option(
-            "--webhook-header", "webhook_headers", multiple=True, help="NAME:VALUE (repeat)."
+            "--param",
+            "params_kv",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Set one action parameter (repeat). VALUE is parsed as JSON when it parses "
+            "(and the parameter is not a string), else taken as text.",
         ),
-        click.option("--webhook-body", default=None),
-        click.option("--tool-name", default=None),
-        click.option("--tool-params", default=None, help="Tool parameters as a JSON object."),
+        click.option(
+            "--params",
+            "params_json",
+            default=None,
+            metavar="JSON",
+            help="All action parameters as a JSON object (replaces the current ones).",
+        ),
         click.option("--metadata", "metadata_json", default=None, help="A JSON object."),
         click.option(
             "--enabled/--disabled", "enabled", default=None, help="Initial or new status."
@@ -311,36 +320,7 @@ def _overlay(base: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
         data["schedule"] = schedule
     if opts["timezone"] is not None:
         data["schedule"] = {**data.get("schedule", {}), "timezone": opts["timezone"]}
-    action = dict(data.get("action") or {})
-    for key in (
-        "session_id",
-        "message",
-        "webhook_url",
-        "webhook_method",
-        "webhook_body",
-        "tool_name",
-    ):
-        if opts[key] is not None:
-            action[key] = opts[key]
-    if opts["webhook_headers"]:
-        headers = dict(action.get("webhook_headers") or {})
-        for item in opts["webhook_headers"]:
-            name, sep, value = item.partition(":")
-            if not sep:
-                fail(f"--webhook-header {item!r}: expected NAME:VALUE")
-            headers[name.strip()] = value.strip()
-        action["webhook_headers"] = headers
-    if opts["tool_params"] is not None:
-        action["tool_params"] = _json_object(opts["tool_params"], "--tool-params")
-    if opts["action_type"] is not None:
-        action["type"] = opts["action_type"]
-    elif not action.get("type"):
-        if opts["tool_name"] is not None:
-            action["type"] = "call_tool"
-        elif opts["webhook_url"] is not None:
-            action["type"] = "call_webhook"
-        elif opts["message"] is not None or opts["session_id"] is not None:
-            action["type"] = "send_message"
+    action = _action_overlay(dict(data.get("action") or {}), opts)
     if action:
         data["action"] = action
     if opts["metadata_json"] is not None:
@@ -348,6 +328,145 @@ def _overlay(base: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
     if opts["enabled"] is not None:
         data["status"] = "enabled" if opts["enabled"] else "disabled"
     return data
+
+
+# -- action flags derived from the installed executors -------------------------------------
+
+
+@functools.cache
+def _installed_executors() -> dict[str, ActionExecutor[Any]]:
+    """The installed executors (with default settings): their flags and parameter types."""
+    return Registry(get_plugin_manager()).executors_built()
+
+
+def _flag_dest(flag: ParamFlag) -> str:
+    return "pflag_" + flag.flag.lstrip("-").replace("-", "_")
+
+
+def _plugin_flags() -> dict[str, tuple[str, ParamFlag]]:
+    """Option destination -> (action type, flag) for every flag an executor declares."""
+    out: dict[str, tuple[str, ParamFlag]] = {}
+    for kind, executor in sorted(_installed_executors().items()):
+        for flag in executor.cli_flags:
+            out.setdefault(_flag_dest(flag), (kind, flag))
+    return out
+
+
+class _JobCommand(click.Command):
+    """``jobs add/update``: the core's options plus the flags the installed executors declare."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        taken = {opt for p in params for opt in (*p.opts, *p.secondary_opts)}
+        taken |= {p.name for p in params if p.name}
+        extra: list[click.Parameter] = []
+        for dest, (kind, flag) in _plugin_flags().items():
+            if flag.flag in taken or dest in taken:
+                continue  # a core option or another plugin's flag wins; --param still works
+            help_text = f"{flag.help} ({kind})" if flag.help else f"({kind})"
+            extra.append(
+                click.Option(
+                    [flag.flag, dest], default=None, multiple=flag.kind == "pairs", help=help_text
+                )
+            )
+        return params[:-1] + extra + params[-1:]  # --help stays last
+
+
+def _field_is_text(kind: str, key: str) -> bool:
+    """Whether parameter ``key`` of action type ``kind`` is declared as a string."""
+    executor = _installed_executors().get(kind)
+    if executor is None:
+        return False
+    info = msgspec.inspect.type_info(executor.params_type)
+    if not isinstance(info, msgspec.inspect.StructType):
+        return False
+    for f in info.fields:
+        if f.encode_name == key:
+            kind_info = f.type
+            while isinstance(kind_info, msgspec.inspect.Metadata):
+                kind_info = kind_info.type
+            types = (
+                kind_info.types
+                if isinstance(kind_info, msgspec.inspect.UnionType)
+                else (kind_info,)
+            )
+            return any(
+                isinstance(
+                    t.type if isinstance(t, msgspec.inspect.Metadata) else t,
+                    msgspec.inspect.StrType,
+                )
+                for t in types
+            )
+    return False
+
+
+def _param_value(kind: str, key: str, text: str) -> Any:
+    if _field_is_text(kind, key):
+        return text
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return text
+
+
+def _action_overlay(action: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
+    """The action (flat builtins) with ``--type``, ``--params``, ``--param`` and the plugins'
+    flags applied. A new type drops the parameters of the old one."""
+    flags = _plugin_flags()
+    given = {dest: opts[dest] for dest in flags if opts.get(dest) not in (None, ())}
+    old_type = action.get("type", "")
+    kind: str = opts["action_type"] or ""
+    if not kind:
+        implied = sorted({flags[d][0] for d in given if flags[d][1].implies_type})
+        if len(implied) > 1:
+            fail(
+                f"flags of several action types given ({', '.join(implied)}); choose one "
+                "with --type"
+            )
+        kind = implied[0] if implied and implied[0] != old_type else old_type
+    if not kind and not (opts["params_kv"] or opts["params_json"] or given):
+        return action
+    if kind != old_type:
+        action = {}
+    nested = action.pop("params", None)
+    if isinstance(nested, dict):
+        action.update(nested)
+    action["type"] = kind
+    if opts["params_json"] is not None:
+        action = {"type": kind, **_json_object(opts["params_json"], "--params")}
+        if "type" in action and action["type"] != kind:
+            fail("--params: give the type with --type, not inside the parameters")
+    for item in opts["params_kv"]:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            fail(f"--param {item!r}: expected KEY=VALUE")
+        if key in ("type", "params"):
+            fail(f"--param {item!r}: {key!r} is not a parameter (use --type / --params)")
+        action[key] = _param_value(kind, key, text)
+    for dest, value in given.items():
+        flag_kind, flag = flags[dest]
+        if flag_kind != kind:
+            fail(f"{flag.flag} belongs to the {flag_kind} action type, not {kind or 'none'}")
+        action[flag.param] = _flag_value(flag, value, action.get(flag.param))
+    return action
+
+
+def _flag_value(flag: ParamFlag, value: Any, current: Any) -> Any:
+    if flag.kind == "json":
+        try:
+            return msgspec.json.decode(value)
+        except msgspec.DecodeError as exc:
+            fail(f"{flag.flag}: invalid JSON: {exc}")
+    if flag.kind == "pairs":
+        pairs = dict(current) if isinstance(current, dict) else {}
+        for item in value:
+            name, sep, text = item.partition(":")
+            if not sep:
+                fail(f"{flag.flag} {item!r}: expected NAME:VALUE")
+            pairs[name.strip()] = text.strip()
+        return pairs
+    return value
 
 
 def _to_job(data: Any, source: str) -> Job:
@@ -372,7 +491,7 @@ def _print_job_line(verb: str, job: Job, rt: Runtime, as_json: bool) -> None:
     )
 
 
-@jobs.command()
+@jobs.command(cls=_JobCommand)
 @_common
 @_job_options
 @json_option
@@ -388,6 +507,7 @@ def add(
 
     \b
     omnicron jobs add --name ping --every 30s --session-id ops --message ping
+    omnicron jobs add --name note --every 1h --type append_file --param path=/tmp/n --param text=hi
     omnicron jobs add job.json
     echo '{"name": "x", ...}' | omnicron jobs add -
     """
@@ -413,7 +533,7 @@ def add(
     _print_job_line("added", saved, rt, as_json)
 
 
-@jobs.command()
+@jobs.command(cls=_JobCommand)
 @_common
 @click.argument("job_id")
 @_job_options

@@ -6,12 +6,11 @@ point an agent framework needs; ``skill.openai_tools()`` / ``skill.anthropic_too
 """
 
 from ._args import ArgumentError
-from ._config import DEFAULT_ACTION_TYPES, SkillConfig, load_skill_config
+from ._config import SkillConfig, load_skill_config
 from ._skill import Skill, ToolError
 from ._tools import SkillTool, ToolResult
 
 __all__ = [
-    "DEFAULT_ACTION_TYPES",
     "ArgumentError",
     "Skill",
     "SkillConfig",

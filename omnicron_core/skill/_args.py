@@ -149,7 +149,13 @@ def _check_value(name: str, spec: Mapping[str, Any], value: Any, *, required: bo
     if expected == "integer":
         lo, hi = spec.get("minimum"), spec.get("maximum")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ArgumentError(f"parameter '{name}' must be between {lo} and {hi}, got {value}")
+            if hi is None:
+                bound = f"at least {lo}"
+            elif lo is None:
+                bound = f"at most {hi}"
+            else:
+                bound = f"between {lo} and {hi}"
+            raise ArgumentError(f"parameter '{name}' must be {bound}, got {value}")
     if expected == "object" and isinstance(value, Mapping):
         extra = spec.get("additionalProperties")
         if isinstance(extra, Mapping) and isinstance(extra.get("type"), str):

@@ -11,10 +11,7 @@ from .._errors import SettingError
 from .._limits import JobLimits
 from .._locate import locate
 
-__all__ = ["DEFAULT_ACTION_TYPES", "SkillConfig", "load_skill_config"]
-
-#: The action types of the original skill.
-DEFAULT_ACTION_TYPES = ("send_message", "call_webhook", "call_tool")
+__all__ = ["SkillConfig", "load_skill_config"]
 
 
 class SkillConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -27,15 +24,17 @@ class SkillConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
 
     #: Principals that see and manage every owner's jobs (e.g. ``"user:admin"``).
     operators: tuple[str, ...] = ()
-    #: Action types the tools may schedule (the ``action_type`` enum of ``cron_create``).
-    allowed_action_types: tuple[str, ...] = DEFAULT_ACTION_TYPES
-    #: Tools a ``call_tool`` job may call; ``None`` leaves it to ``[plugins.tool] allow``.
-    allowed_tools: tuple[str, ...] | None = None
-    #: Whether the tools offer ``webhook_headers`` (the original never let a model set them).
-    allow_webhook_headers: bool = False
-    #: Whether the tools offer ``webhook_body`` (the original never let a model set it).
-    allow_webhook_body: bool = False
-    #: A ``send_message`` job of principal ``session:<id>`` may only target session ``<id>``.
+    #: Action types the tools may schedule; ``None`` = every installed one. The
+    #: ``action_type`` enum of ``cron_create`` is the installed types in this list.
+    allowed_action_types: tuple[str, ...] | None = None
+    #: Allowed values of action parameters, by parameter name: ``{"tool_name": ["now"]}``
+    #: lets agents schedule only the ``now`` tool (the schema offers them as an enum).
+    allowed_values: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    #: Parameters an executor withholds from agents (``webhook_headers``, ``webhook_body``)
+    #: that the tools offer anyway.
+    allow_params: tuple[str, ...] = ()
+    #: A principal ``session:<id>`` may only target session ``<id>`` (in the parameter an
+    #: executor names as its ``agent_session_param``, e.g. send_message's ``session_id``).
     own_session_only: bool = False
     #: Shortest time between two runs of one job (Go duration, ``d`` allowed); ``"0"`` = none.
     min_interval: str = "1m"
@@ -43,14 +42,15 @@ class SkillConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     max_jobs_per_owner: Annotated[int, msgspec.Meta(ge=0)] = 100
     max_name_length: Annotated[int, msgspec.Meta(ge=1)] = 200
     max_description_length: Annotated[int, msgspec.Meta(ge=0)] = 1000
-    max_message_length: Annotated[int, msgspec.Meta(ge=1)] = 4000
+    #: Longest string an action parameter may hold (``maxLength`` in the schemas).
+    max_param_length: Annotated[int, msgspec.Meta(ge=1)] = 4000
     #: Characters of ``schedule_cron`` (checked before the expression is parsed).
     max_cron_length: Annotated[int, msgspec.Meta(ge=9, le=4096)] = 256
     #: Size of a job's action as JSON (parameters, headers and body together).
     max_action_bytes: Annotated[int, msgspec.Meta(ge=64)] = 64 * 1024
     #: Characters of any one string (or key) in the action, e.g. a header value or the body.
     max_action_string_length: Annotated[int, msgspec.Meta(ge=1)] = 16 * 1024
-    #: Nesting depth of objects and arrays in the action (``tool_params``).
+    #: Nesting depth of objects and arrays in the action's parameters.
     max_action_depth: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 16
     #: Size of a tool call's arguments as JSON text, refused before they are decoded.
     max_arguments_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024

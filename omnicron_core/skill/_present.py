@@ -12,6 +12,7 @@ from .._models import Job, JobStatus, Schedule, job_to_builtins
 from .._schedule import iter_fire_times, schedule_zone
 
 __all__ = [
+    "answer_zone",
     "describe_schedule",
     "display_zone",
     "fire_preview",
@@ -76,6 +77,15 @@ def display_zone(schedule: Schedule, location: tzinfo | None) -> tzinfo:
     return zone
 
 
+def answer_zone(schedule: Schedule, location: tzinfo | None) -> tzinfo:
+    """The zone of a job's times in an answer: :func:`display_zone`, or, for a stored
+    schedule this scheduler cannot read, the scheduler's zone (never raises)."""
+    try:
+        return display_zone(schedule, location)
+    except Exception:  # an unreadable stored job still lists
+        return location or UTC
+
+
 def describe_schedule(schedule: Schedule, location: tzinfo | None) -> str:
     """A plain-English description of the schedule, naming its time zone."""
     zone = display_zone(schedule, location)
@@ -125,9 +135,15 @@ def fire_preview(job: Job, location: tzinfo | None, count: int) -> list[str]:
 
 
 def job_view(job: Job, location: tzinfo | None, count: int) -> dict[str, Any]:
-    """The whole job as the original's JSON, plus ``schedule_description``, ``timezone`` and
-    ``next_fire_times``."""
+    """The whole job as the original's JSON (its times in the job's display zone), plus
+    ``schedule_description``, ``timezone`` and ``next_fire_times``."""
     out = job_to_builtins(job)
+    zone = answer_zone(job.schedule, location)
+    # One zone per answer: the job's times in the zone its next_fire_times are shown in.
+    for key in ("created_at", "updated_at", "last_run_at", "next_run_at"):
+        when = getattr(job, key)
+        if when is not None:
+            out[key] = rfc3339(when, zone)
     out.update(schedule_extras(job, location, count))
     return out
 

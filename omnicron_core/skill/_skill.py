@@ -22,8 +22,14 @@ from .._scheduler import ExecutionHandler, Scheduler, SchedulerConfig
 from .._store import Store, StoreConfig
 from ._args import ArgumentError, check_arguments, decode_arguments
 from ._config import SkillConfig
-from ._present import display_zone, job_view, rfc3339, schedule_extras, zone_name
-from ._tools import SkillTool, ToolResult, build_schemas, withheld_parameters
+from ._present import answer_zone, display_zone, job_view, rfc3339, schedule_extras, zone_name
+from ._tools import (
+    AgentAction,
+    SkillTool,
+    ToolResult,
+    build_schemas,
+    merge_action_params,
+)
 
 __all__ = ["Skill", "ToolError"]
 
@@ -35,22 +41,6 @@ _RATE_SAMPLE = 64
 TRIGGERED_AT_KEY = "omnicron.triggered_at"
 _SESSION_PREFIX = "session:"
 _SCHEDULE_PARAMS = ("schedule_cron", "schedule_interval", "schedule_once")
-_ACTION_PARAMS = (
-    "action_type",
-    "session_id",
-    "message",
-    "webhook_url",
-    "webhook_method",
-    "webhook_headers",
-    "webhook_body",
-    "tool_name",
-    "tool_params",
-)
-_FIELDS_OF_TYPE = {
-    "send_message": ("session_id", "message"),
-    "call_webhook": ("webhook_url", "webhook_method", "webhook_headers", "webhook_body"),
-    "call_tool": ("tool_name", "tool_params"),
-}
 
 
 class Skill:
@@ -79,7 +69,9 @@ class Skill:
         self._own_scheduler = scheduler is None
         self._started_scheduler = False
         self._store: Store | None = None
-        self._registry = registry
+        if registry is None and scheduler is not None:
+            registry = scheduler.registry
+        self._registry = registry or Registry()
         self._location = location
         self._start = start_scheduler
         self._handler: ExecutionHandler | None = None
@@ -88,7 +80,8 @@ class Skill:
         self._create_lock = asyncio.Lock()
         if store is not None:
             self.set_storage(store)
-        withheld = withheld_parameters(self.config)
+        self._actions = agent_actions(self._registry, self.config)
+        self._params = merge_action_params(list(self._actions.values()), self.config)
         handlers = {
             "cron_create": self._create,
             "cron_list": self._list,
@@ -106,9 +99,11 @@ class Skill:
                 description,
                 schema,
                 handlers[name],
-                withheld if name in ("cron_create", "cron_update") else {},
+                self._params.withheld if name in ("cron_create", "cron_update") else {},
             )
-            for name, (description, schema) in build_schemas(self.config).items()
+            for name, (description, schema) in build_schemas(
+                self.config, list(self._actions.values())
+            ).items()
         }
 
     # -- the original's surface -------------------------------------------------------------
@@ -215,7 +210,7 @@ class Skill:
         except (ArgumentError, ToolError) as exc:
             return ToolResult.failure(str(exc))
         except JobValidationError as exc:
-            return ToolResult.failure(exc.message)
+            return ToolResult.failure(located_message(exc))
         except Exception as exc:  # an agent's turn must survive anything a tool hits
             _log.exception("skill.tool_failed", tool=tool_name)
             return ToolResult.failure(f"{tool_name} failed: {type(exc).__name__}: {exc}")
@@ -249,6 +244,10 @@ class Skill:
         if not self._visible(job, principal):
             raise ToolError(f"{verb}: job not found")  # exactly as an unknown id
         return job
+
+    def _time(self, job: Job, when: datetime | None) -> str | None:
+        """A time of ``job`` in the zone its fire times are shown in (one zone per answer)."""
+        return None if when is None else rfc3339(when, answer_zone(job.schedule, self._zone))
 
     def _view_extras(self, job: Job) -> dict[str, Any]:
         return schedule_extras(job, self._zone, self.config.preview_count)
@@ -322,48 +321,53 @@ class Skill:
         self, args: dict[str, Any], principal: str | None, current: Action | None
     ) -> Action | None:
         """The action the arguments give (``None`` if they change nothing of it)."""
-        if current is not None and not any(p in args for p in _ACTION_PARAMS):
+        flat = [p for p in args if p in self._params.owners]
+        nested = args.get("action_params")
+        if current is not None and "action_type" not in args and not flat and nested is None:
             return None
         kind: str = args.get("action_type") or (current.type if current else "")
-        if kind not in self.config.allowed_action_types:
-            allowed = ", ".join(self.config.allowed_action_types) or "none"
+        offered = self._actions.get(kind)
+        if offered is None:
+            allowed = ", ".join(self._actions) or "none"
             raise ToolError(
                 f"action type '{kind}' may not be scheduled by agents; allowed: {allowed}"
             )
-        if current is not None and current.type == kind:
-            action = msgspec.structs.replace(current)
-        else:
-            action = Action(type=kind)
-            if kind == "call_webhook":
-                action.webhook_method = "POST"
-        fields = _FIELDS_OF_TYPE.get(kind, _ACTION_PARAMS[1:])
-        for name in fields:
-            if name in args:
-                value = args[name]
-                setattr(action, name, dict(value) if isinstance(value, Mapping) else value)
-        if kind == "call_webhook" and not action.webhook_method:
-            action.webhook_method = "POST"
-        if kind == "send_message" and principal and principal.startswith(_SESSION_PREFIX):
-            own = principal[len(_SESSION_PREFIX) :]
-            if not action.session_id:
-                action.session_id = own
-            elif self.config.own_session_only and action.session_id != own:
+        own = set(offered.param_names)
+        for name in flat:
+            if name not in own:
                 raise ToolError(
-                    f"session_id must be your own session '{own}'; this scheduler does not let "
-                    "agents message other sessions"
+                    f"parameter '{name}' belongs to {', '.join(self._params.owners[name])}, not "
+                    f"{kind}; {kind} parameters: {', '.join(offered.param_names) or 'none'}"
                 )
-        allowed_tools = self.config.allowed_tools
-        if (
-            kind == "call_tool"
-            and allowed_tools is not None
-            and action.tool_name
-            and action.tool_name not in allowed_tools
-        ):
-            raise ToolError(
-                f"tool '{action.tool_name}' may not be scheduled by agents; allowed tools: "
-                f"{', '.join(allowed_tools) or 'none'}"
-            )
-        return action
+        params: dict[str, Any] = (
+            dict(current.copy().params) if current is not None and current.type == kind else {}
+        )
+        given: dict[str, Any] = {name: args[name] for name in flat}
+        if nested is not None:
+            for name, value in nested.items():
+                if name in offered.withheld and name not in self.config.allow_params:
+                    raise ToolError(f"parameter '{name}' is not allowed: {offered.withheld[name]}")
+                given[name] = value
+        for name, value in given.items():
+            params[name] = dict(value) if isinstance(value, Mapping) else value
+        session_param = offered.session_param
+        if session_param and principal and principal.startswith(_SESSION_PREFIX):
+            own_session = principal[len(_SESSION_PREFIX) :]
+            if not params.get(session_param):
+                params[session_param] = own_session
+            elif self.config.own_session_only and params[session_param] != own_session:
+                raise ToolError(
+                    f"{session_param} must be your own session '{own_session}'; this scheduler "
+                    "does not let agents message other sessions"
+                )
+        for name, values in self.config.allowed_values.items():
+            value = params.get(name)
+            if name in own and value not in (None, "") and value not in values:
+                raise ToolError(
+                    f"{name} '{value}' may not be scheduled by agents; allowed: "
+                    f"{', '.join(values) or 'none'}"
+                )
+        return Action(kind, params)
 
     async def _owned(self, principal: str) -> int:
         """How many jobs ``principal`` owns, counted in the store (which other Skill instances
@@ -410,25 +414,29 @@ class Skill:
         action = self._action_from(args, principal, None)
         assert action is not None
         job = new_job(None, args["name"], schedule, action, description=args.get("description", ""))
+        # Whole seconds: an interval job's fire times (creation + n intervals) read cleanly.
+        job.created_at = job.updated_at = (
+            job.created_at.replace(microsecond=0) if job.created_at else None
+        )
         job.owner_principal = principal or ""
         job.origin = AGENT_ORIGIN  # whoever calls, the content is a model's
         try:
             check_job_limits(job, self.config.job_limits)
         except JobValidationError as exc:
-            raise ToolError(f"add job: {exc.message}") from None
+            raise ToolError(f"add job: {located_message(exc)}") from None
         async with self._create_lock:
             await self._check_quota(principal)
             try:
                 saved = await self._sched.add_job(job)
             except JobValidationError as exc:
-                raise ToolError(f"add job: {exc.message}") from None
+                raise ToolError(f"add job: {located_message(exc)}") from None
             await self._recheck_quota(principal, saved)
         _log.info("skill.job_created", job_id=saved.id, principal=principal)
         out = {
             "id": saved.id,
             "name": saved.name,
             "status": str(saved.status),
-            "next_run_at": _time(saved.next_run_at),
+            "next_run_at": self._time(saved, saved.next_run_at),
         }
         out.update(self._view_extras(saved))
         return out
@@ -445,8 +453,8 @@ class Skill:
                 "description": job.description,
                 "status": str(job.status),
                 "run_count": job.run_count,
-                "last_run_at": _time(job.last_run_at),
-                "next_run_at": _time(job.next_run_at),
+                "last_run_at": self._time(job, job.last_run_at),
+                "next_run_at": self._time(job, job.next_run_at),
             }
             item.update(self._view_extras(job))
             out.append(item)
@@ -467,7 +475,11 @@ class Skill:
             saved = await self._sched.enable_job(job.id)
         except JobNotFoundError:
             raise ToolError("enable job: job not found") from None
-        out = {"id": saved.id, "status": str(saved.status), "next_run_at": _time(saved.next_run_at)}
+        out = {
+            "id": saved.id,
+            "status": str(saved.status),
+            "next_run_at": self._time(saved, saved.next_run_at),
+        }
         out.update(self._view_extras(saved))
         return out
 
@@ -555,13 +567,13 @@ class Skill:
         try:
             check_job_limits(job, self.config.job_limits)
         except JobValidationError as exc:
-            raise ToolError(f"update job: {exc.message}") from None
+            raise ToolError(f"update job: {located_message(exc)}") from None
         try:
             saved = await self._sched.update_job(job)
         except JobNotFoundError:
             raise ToolError("update job: job not found") from None
         except JobValidationError as exc:
-            raise ToolError(f"update job: {exc.message}") from None
+            raise ToolError(f"update job: {located_message(exc)}") from None
         return job_view(saved, self._zone, self.config.preview_count)
 
     async def _next(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
@@ -621,8 +633,39 @@ def _parse_once(text: str) -> datetime:
     return when
 
 
-def _time(when: datetime | None) -> str | None:
-    return None if when is None else rfc3339(when.astimezone(UTC))
+def located_message(exc: JobValidationError) -> str:
+    """The error's message, saying where unless it already starts with the place: an action
+    parameter's error leads with the parameter (``path must be absolute``), else the location
+    follows (``unknown tool 'x'; ... (at action.tool_name)``)."""
+    message = exc.message
+    field = exc.field or ""
+    if not field.startswith("action.") or field == "action.type":
+        return message
+    text = message.removeprefix("invalid action: ")
+    if text.startswith(field.removeprefix("action.")) or text.startswith(field):
+        return message
+    return f"{message} (at {field})"
+
+
+def agent_actions(registry: Registry, config: SkillConfig) -> dict[str, AgentAction]:
+    """The action types the tools offer: installed and allowed, in the allowed order."""
+    installed = registry.executors_built()
+    names = (
+        sorted(installed) if config.allowed_action_types is None else config.allowed_action_types
+    )
+    out: dict[str, AgentAction] = {}
+    for name in names:
+        executor = installed.get(name)
+        if executor is None:
+            continue
+        out[name] = AgentAction(
+            type=name,
+            description=executor.description,
+            parameters=executor.params_schema(),
+            session_param=executor.agent_session_param,
+            withheld=dict(executor.agent_withheld),
+        )
+    return out
 
 
 def _jsonable(value: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,15 @@ from ._config import SkillConfig
 if TYPE_CHECKING:
     import mcp_types
 
-__all__ = ["SkillTool", "ToolResult", "build_schemas"]
+__all__ = [
+    "SKILL_PARAMS",
+    "ActionParams",
+    "AgentAction",
+    "SkillTool",
+    "ToolResult",
+    "build_schemas",
+    "merge_action_params",
+]
 
 #: ``handler(arguments, principal) -> JSON value``; raises ``ToolError`` for a tool error.
 ToolHandler = Callable[[dict[str, Any], "str | None"], Awaitable[Any]]
@@ -111,11 +119,121 @@ _TIMEZONE = {
     "(e.g. 'Europe/Berlin'; default: the scheduler's zone)",
     "maxLength": 64,
 }
+_CRON_TEXT = (
+    "Cron expression: 5 fields (minute hour day-of-month month day-of-week, e.g. '0 9 * * *' "
+    "for 9am daily, '*/5 * * * *' for every 5 minutes), 6 fields with seconds first "
+    "('0 0 9 * * *'), or @daily / @every 1h"
+)
+_INTERVAL_TEXT = "Interval between runs as a duration, e.g. '30m', '1h', '2d'"
+_ONCE_TEXT = (
+    "One-time fire time, RFC 3339 with a zone offset, e.g. '2026-04-25T14:30:00Z' or "
+    "'2026-04-25T16:30:00+02:00' (a time without an offset is refused)"
+)
 # Short text parameters: bounded so that nothing long is ever parsed or echoed back.
 _SHORT = 64
+#: The skill's own parameters of cron_create / cron_update: an action parameter with one of
+#: these names is offered only inside ``action_params``.
+SKILL_PARAMS = frozenset(
+    {
+        "id",
+        "name",
+        "description",
+        "schedule_cron",
+        "schedule_interval",
+        "schedule_once",
+        "timezone",
+        "action_type",
+        "action_params",
+    }
+)
 
 
-def _create_properties(config: SkillConfig, *, update: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AgentAction:
+    """An action type as the agent tools offer it: from an installed, allowed executor."""
+
+    type: str
+    description: str
+    #: JSON Schema of the parameters (an object schema with ``properties``).
+    parameters: Mapping[str, Any]
+    #: The parameter that defaults to the caller's session (``""`` if none).
+    session_param: str = ""
+    #: Parameters not offered to agents, with the reason.
+    withheld: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.parameters.get("properties", {}))
+
+
+@dataclass(frozen=True)
+class ActionParams:
+    """The action parameters the tools offer, merged over the action types."""
+
+    #: Flat parameter name -> schema (with "for <type>" in its description).
+    properties: dict[str, Any]
+    #: Flat parameter name -> the action types that have it.
+    owners: dict[str, list[str]]
+    #: Withheld parameter name -> reason.
+    withheld: dict[str, str]
+    #: Whether some parameter is reachable only through ``action_params``.
+    needs_nested: bool
+
+
+def merge_action_params(actions: Sequence[AgentAction], config: SkillConfig) -> ActionParams:
+    props: dict[str, Any] = {}
+    owners: dict[str, list[str]] = {}
+    withheld: dict[str, str] = {}
+    needs_nested = False
+    for action in actions:
+        for name, spec in action.parameters.get("properties", {}).items():
+            if name in action.withheld and name not in config.allow_params:
+                withheld.setdefault(name, action.withheld[name])
+                continue
+            if name in SKILL_PARAMS:
+                needs_nested = True
+                continue
+            owners.setdefault(name, []).append(action.type)
+            if name in props:
+                continue
+            item = _optional_collapsed(spec)
+            item.pop("default", None)
+            if name == action.session_param:
+                item["description"] = (
+                    f"{item.get('description', 'Agent session ID')} (default: your own session)"
+                )
+            elif name in action.parameters.get("required", ()):
+                item["description"] = f"{item.get('description', name)} (required)"
+            if item.get("type") == "string":
+                item["maxLength"] = min(
+                    item.get("maxLength", config.max_param_length), config.max_param_length
+                )
+            allowed = config.allowed_values.get(name)
+            if allowed is not None and item.get("type") == "string":
+                item["enum"] = list(allowed)
+            props[name] = item
+    for name, kinds in owners.items():
+        if len(actions) > 1:
+            text = props[name].get("description", "")
+            props[name]["description"] = f"For {', '.join(kinds)}: {text}".rstrip(": ")
+    return ActionParams(props, owners, withheld, needs_nested)
+
+
+def _optional_collapsed(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"anyOf": [X, {"type": "null"}]}`` as X: for a tool call, null means "not given"."""
+    item = dict(spec)
+    options = item.get("anyOf")
+    if isinstance(options, list):
+        rest = [o for o in options if o != {"type": "null"}]
+        if len(rest) == 1 and len(rest) < len(options):
+            del item["anyOf"]
+            item = {**rest[0], **item}
+    return item
+
+
+def _create_properties(
+    config: SkillConfig, actions: Sequence[AgentAction], merged: ActionParams, *, update: bool
+) -> dict[str, Any]:
     props: dict[str, Any] = {}
     if update:
         props["id"] = dict(_ID)
@@ -129,79 +247,33 @@ def _create_properties(config: SkillConfig, *, update: bool) -> dict[str, Any]:
         "description": "Optional description of what the job does",
         "maxLength": config.max_description_length,
     }
+    least = config.min_interval
     props["schedule_cron"] = {
         "type": "string",
-        "description": "Cron expression with seconds (e.g., '0 0 9 * * *' for 9am daily, "
-        "'0 */5 * * * *' for every 5 minutes)",
+        "description": _CRON_TEXT,
         "maxLength": config.max_cron_length,
     }
     props["schedule_interval"] = {
         "type": "string",
-        "description": "Interval duration (e.g., '30m', '1h', '24h')",
+        "description": _INTERVAL_TEXT + (f" (at least {least})" if config.min_interval_ns else ""),
         "maxLength": _SHORT,
     }
-    props["schedule_once"] = {
-        "type": "string",
-        "description": "One-time execution timestamp in RFC3339 format",
-        "maxLength": _SHORT,
-    }
+    props["schedule_once"] = {"type": "string", "description": _ONCE_TEXT, "maxLength": _SHORT}
     props["timezone"] = dict(_TIMEZONE)
+    kinds = "; ".join(f"{a.type}: {a.description}" if a.description else a.type for a in actions)
     props["action_type"] = {
         "type": "string",
-        "enum": list(config.allowed_action_types),
-        "description": "Type of action to perform",
+        "enum": [a.type for a in actions],
+        "description": f"Type of action to perform ({kinds or 'none installed'})",
     }
-    props["session_id"] = {
-        "type": "string",
-        "description": "Target session ID (required for send_message action)",
-        "maxLength": 256,
-    }
-    props["message"] = {
-        "type": "string",
-        "description": "Message content (required for send_message action)",
-        "maxLength": config.max_message_length,
-    }
-    props["webhook_url"] = {
-        "type": "string",
-        "description": "Webhook URL (required for call_webhook action)",
-        "maxLength": 2048,
-    }
-    props["webhook_method"] = {
-        "type": "string",
-        "description": "HTTP method for webhook (default: POST)",
-        "maxLength": 16,
-    }
-    if config.allow_webhook_headers:
-        props["webhook_headers"] = {
+    props.update(merged.properties)
+    if merged.needs_nested:
+        props["action_params"] = {
             "type": "object",
-            "additionalProperties": {"type": "string"},
-            "description": "HTTP headers for the webhook (name to value)",
+            "description": "Action parameters as an object (for parameters whose names are "
+            "also names of this tool's own arguments)",
         }
-    if config.allow_webhook_body:
-        props["webhook_body"] = {
-            "type": "string",
-            "description": "Request body for the webhook (JSON text for POST/PUT/PATCH)",
-            "maxLength": config.max_action_string_length,
-        }
-    props["tool_name"] = {
-        "type": "string",
-        "description": "Tool name (required for call_tool action)",
-        "maxLength": 256,
-    }
-    props["tool_params"] = {
-        "type": "object",
-        "description": "Tool parameters (for call_tool action)",
-    }
     return props
-
-
-def withheld_parameters(config: SkillConfig) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if not config.allow_webhook_headers:
-        out["webhook_headers"] = "this scheduler does not let agents set webhook headers"
-    if not config.allow_webhook_body:
-        out["webhook_body"] = "this scheduler does not let agents set a webhook body"
-    return out
 
 
 def _obj(props: Mapping[str, Any], required: list[str]) -> dict[str, Any]:
@@ -212,26 +284,22 @@ def _obj(props: Mapping[str, Any], required: list[str]) -> dict[str, Any]:
     return schema
 
 
-def build_schemas(config: SkillConfig) -> dict[str, tuple[str, dict[str, Any]]]:
+def build_schemas(
+    config: SkillConfig, actions: Sequence[AgentAction]
+) -> dict[str, tuple[str, dict[str, Any]]]:
     """Description and parameter schema of every tool, in the original's order (then ours)."""
+    merged = merge_action_params(actions, config)
     id_only = _obj({"id": _ID}, ["id"])
+    least = config.min_interval
+    rate = f" Jobs may run at most once every {least}." if config.min_interval_ns else ""
     next_props = {
         "schedule_cron": {
             "type": "string",
-            "description": "Cron expression: 5 fields (min hour dom month dow), 6 with seconds "
-            "first, or @daily / @every 1h",
+            "description": _CRON_TEXT,
             "maxLength": config.max_cron_length,
         },
-        "schedule_interval": {
-            "type": "string",
-            "description": "Interval duration (e.g., '30m', '1h', '2d')",
-            "maxLength": _SHORT,
-        },
-        "schedule_once": {
-            "type": "string",
-            "description": "One-time execution timestamp in RFC3339 format",
-            "maxLength": _SHORT,
-        },
+        "schedule_interval": {"type": "string", "description": _INTERVAL_TEXT, "maxLength": _SHORT},
+        "schedule_once": {"type": "string", "description": _ONCE_TEXT, "maxLength": _SHORT},
         "timezone": dict(_TIMEZONE),
         "count": {
             "type": "integer",
@@ -242,12 +310,15 @@ def build_schemas(config: SkillConfig) -> dict[str, tuple[str, dict[str, Any]]]:
     }
     return {
         "cron_create": (
-            "Create a new scheduled job. Use cron expressions (e.g., '0 0 9 * * *' for 9am "
-            "daily), interval (e.g., '1h' for hourly), or a specific time for one-time execution.",
-            _obj(_create_properties(config, update=False), ["name", "action_type"]),
+            "Create a new scheduled job with one schedule: a cron expression (e.g. '0 9 * * *' "
+            "for 9am daily), an interval (e.g. '1h' for hourly) or a one-time RFC 3339 time "
+            f"with a zone offset.{rate} Times in answers are shown in the job's time zone.",
+            _obj(
+                _create_properties(config, actions, merged, update=False), ["name", "action_type"]
+            ),
         ),
         "cron_list": (
-            "List all scheduled jobs, optionally filtered by status",
+            "List your scheduled jobs (the ones you created), optionally filtered by status",
             _obj(
                 {
                     "status": {
@@ -266,8 +337,9 @@ def build_schemas(config: SkillConfig) -> dict[str, tuple[str, dict[str, Any]]]:
         "cron_trigger": ("Run a job immediately, regardless of its schedule", id_only),
         "cron_update": (
             "Change an existing job: give its id and only the fields to change. A new "
-            "schedule_* replaces the old schedule; a new action_type replaces the whole action.",
-            _obj(_create_properties(config, update=True), ["id"]),
+            "schedule_* replaces the old schedule; a new action_type replaces the whole action."
+            + rate,
+            _obj(_create_properties(config, actions, merged, update=True), ["id"]),
         ),
         "cron_next": (
             "Preview the next fire times of a cron expression, interval or one-time timestamp "

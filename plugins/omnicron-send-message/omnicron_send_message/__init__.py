@@ -8,12 +8,14 @@ application delivers messages to its agent sessions.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pluggy
 
-from omnicron_core import ActionExecutor, PluginContext, hookimpl
+from omnicron_core.plugin import ActionExecutor, PluginContext, hookimpl
 
 from . import hookspecs
-from ._executor import SendMessageExecutor
+from ._executor import SendMessageExecutor, SendMessageParams
 from ._secrets import MissingEnvVarError, resolve_env_refs
 from ._settings import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -33,6 +35,7 @@ __all__ = [
     "JsonlTransport",
     "MissingEnvVarError",
     "SendMessageExecutor",
+    "SendMessageParams",
     "SendMessageSettings",
     "Transport",
     "hookspecs",
@@ -52,7 +55,7 @@ def omnicron_add_hookspecs(plugin_manager: pluggy.PluginManager) -> None:
 
 
 @hookimpl
-def omnicron_action_executors(context: PluginContext) -> list[ActionExecutor]:
+def omnicron_action_executors(context: PluginContext) -> list[ActionExecutor[Any]]:
     """The ``send_message`` executor, configured from ``[plugins.send_message]``."""
     settings = load_settings(context.settings_for(SETTINGS_SECTION))
     return [SendMessageExecutor(settings, context.plugin_manager)]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import msgspec
 import pluggy
 
-from omnicron_core import (
-    Action,
+from omnicron_core.plugin import (
     ActionExecutor,
     ExecutionResult,
     Job,
     JobValidationError,
+    ParamFlag,
     RunInfo,
     describe_error,
 )
@@ -21,7 +22,7 @@ from omnicron_core import (
 from ._settings import SendMessageSettings
 from ._transports import GatewayError, Transport, make_transport
 
-__all__ = ["SendMessageExecutor"]
+__all__ = ["SendMessageExecutor", "SendMessageParams"]
 
 SESSION_REQUIRED = "session_id is required for send_message action"
 MESSAGE_REQUIRED = "message is required for send_message action"
@@ -34,8 +35,17 @@ NOT_CONFIGURED = (
 _MAX_SESSION_ID = 1024
 
 
-class SendMessageExecutor(ActionExecutor):
-    """Sends ``action.message`` to the agent session ``action.session_id``.
+class SendMessageParams(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """The parameters of a send_message action (the Go original's keys)."""
+
+    session_id: Annotated[str, msgspec.Meta(description="Target agent session ID")]
+    message: Annotated[str, msgspec.Meta(description="Message content")]
+
+
+class SendMessageExecutor(ActionExecutor[SendMessageParams]):
+    """Sends ``message`` to the agent session ``session_id``.
 
     A host implementation of ``omnicron_deliver_message`` gets the message first; when none
     answers, the transport of the settings delivers it; with neither, the run fails
@@ -44,7 +54,13 @@ class SendMessageExecutor(ActionExecutor):
     """
 
     action_type = "send_message"
-    description = "send a message to an agent session (host hook, console, jsonl or http)"
+    description = "Send a message to an agent session (host hook, console, jsonl or http)"
+    params_type = SendMessageParams
+    agent_session_param = "session_id"
+    cli_flags = (
+        ParamFlag("session_id", "--session-id", "Target agent session."),
+        ParamFlag("message", "--message", "Message to send."),
+    )
 
     def __init__(
         self,
@@ -59,20 +75,20 @@ class SendMessageExecutor(ActionExecutor):
             self.settings, http_transport=http_transport
         )
 
-    def validate(self, action: Action) -> None:
-        if not action.session_id.strip():
+    def validate(self, params: SendMessageParams) -> None:
+        if not params.session_id.strip():
             raise JobValidationError(SESSION_REQUIRED, field="action.session_id")
-        if len(action.session_id) > _MAX_SESSION_ID or any(
-            ord(c) < 32 or ord(c) == 127 for c in action.session_id
+        if len(params.session_id) > _MAX_SESSION_ID or any(
+            ord(c) < 32 or ord(c) == 127 for c in params.session_id
         ):
             raise JobValidationError(
                 f"session_id must be at most {_MAX_SESSION_ID} characters with no control "
                 "characters",
                 field="action.session_id",
             )
-        if not action.message.strip():
+        if not params.message.strip():
             raise JobValidationError(MESSAGE_REQUIRED, field="action.message")
-        size = len(action.message.encode("utf-8", errors="surrogatepass"))
+        size = len(params.message.encode("utf-8", errors="surrogatepass"))
         limit = self.settings.max_message_bytes
         if size > limit:
             raise JobValidationError(
@@ -82,23 +98,22 @@ class SendMessageExecutor(ActionExecutor):
             )
 
     async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
-        action = job.action
         try:
-            self.validate(action)
+            params = self.check(job.action)
         except JobValidationError as exc:
-            return ExecutionResult.failed(f"invalid action: {exc.message}")
+            return ExecutionResult.failed(exc.message)
         try:
-            reply = await self._ask_host(action.session_id, action.message, job, run)
+            reply = await self._ask_host(params.session_id, params.message, job, run)
             if reply is None:
                 if self.transport is None:
                     return ExecutionResult.failed(NOT_CONFIGURED)
-                reply = await self.transport.send(action.session_id, action.message, job, run)
+                reply = await self.transport.send(params.session_id, params.message, job, run)
         except GatewayError as exc:
             return ExecutionResult.failed(f"send message failed: {exc}")
         except Exception as exc:  # a run never raises: the error becomes the result
             return ExecutionResult.failed(f"send message failed: {_describe(exc)}")
         return ExecutionResult.ok(
-            {"session_id": action.session_id, "message": action.message, "response": reply}
+            {"session_id": params.session_id, "message": params.message, "response": reply}
         )
 
     async def _ask_host(self, session_id: str, message: str, job: Job, run: RunInfo) -> str | None:

@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 
-from omnicron_core import Job, RunInfo
-from omnicron_core.bodies import BodyReader, UndecodableBodyError
+from omnicron_core.plugin import BodyReader, Job, RunInfo, UndecodableBodyError
 
 from ._secrets import resolve_env_refs
 from ._settings import SendMessageSettings

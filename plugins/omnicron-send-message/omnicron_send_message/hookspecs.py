@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from omnicron_core.hookspecs import hookspec
+from omnicron_core.plugin import hookspec
 
 if TYPE_CHECKING:
-    from omnicron_core import Job, RunInfo
+    from omnicron_core.plugin import Job, RunInfo
 
 __all__ = ["omnicron_deliver_message"]
 
@@ -29,8 +29,8 @@ def omnicron_deliver_message(
     not). An awaitable that resolves to ``None`` also declines, and the transport is used.
     An exception fails the run with ``send message failed: <exception>``.
 
-    :param session_id: the job's ``action.session_id``, the agent session to talk to.
-    :param message: the job's ``action.message``, already validated (not empty, within
+    :param session_id: the job's ``session_id`` parameter, the agent session to talk to.
+    :param message: the job's ``message`` parameter, already validated (not empty, within
         ``max_message_bytes``).
     :param job: a copy of the job being run (``job.id``, ``job.name``, ``job.metadata``).
     :param run: this run: ``run.run_id`` (stable for the run, to de-duplicate),
@@ -40,7 +40,7 @@ def omnicron_deliver_message(
 
     Example::
 
-        from omnicron_core import hookimpl
+        from omnicron_core.plugin import hookimpl
 
         class AgentHost:
             def __init__(self, agents):

@@ -323,9 +323,9 @@ def test_message_size_limit_counts_utf8_bytes() -> None:
 
 def test_default_size_limit_is_64_kib() -> None:
     executor = SendMessageExecutor()
-    executor.validate(Action(type="send_message", session_id="s", message="x" * 65536))
+    executor.check(Action(type="send_message", session_id="s", message="x" * 65536))
     with pytest.raises(JobValidationError, match="65537 bytes"):
-        executor.validate(Action(type="send_message", session_id="s", message="x" * 65537))
+        executor.check(Action(type="send_message", session_id="s", message="x" * 65537))
 
 
 async def test_execute_revalidates_and_does_not_raise(capsys: pytest.CaptureFixture[str]) -> None:
@@ -386,6 +386,7 @@ def test_public_names() -> None:
         "JsonlTransport",
         "MissingEnvVarError",
         "SendMessageExecutor",
+        "SendMessageParams",
         "SendMessageSettings",
         "Transport",
         "hookspecs",

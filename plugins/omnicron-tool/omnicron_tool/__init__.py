@@ -9,14 +9,15 @@ applications provide :class:`Tool` objects, and provides the built-in tools ``ec
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pluggy
 
-from omnicron_core import ActionExecutor, PluginContext, hookimpl
+from omnicron_core.plugin import ActionExecutor, PluginContext, hookimpl
 
 from . import hookspecs
 from ._builtins import BUILTIN_TOOLS
-from ._executor import ToolExecutor, is_builtin
+from ._executor import ToolExecutor, ToolParams, is_builtin
 from ._settings import ALLOW_ALL, ToolSettings, load_settings
 from ._tool import FORMAT_CHECKER, ParamsError, Tool, get_tools
 
@@ -27,6 +28,7 @@ __all__ = [
     "ParamsError",
     "Tool",
     "ToolExecutor",
+    "ToolParams",
     "ToolSettings",
     "get_tools",
     "hookspecs",
@@ -52,7 +54,7 @@ def omnicron_tools() -> Iterable[Tool]:
 
 
 @hookimpl
-def omnicron_action_executors(context: PluginContext) -> list[ActionExecutor]:
+def omnicron_action_executors(context: PluginContext) -> list[ActionExecutor[Any]]:
     """The ``call_tool`` executor, configured from ``[plugins.tool]``."""
     settings = load_settings(context.settings_for(SETTINGS_SECTION))
     return [ToolExecutor(settings, context.plugin_manager)]

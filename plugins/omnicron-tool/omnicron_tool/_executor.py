@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pluggy
 
-from omnicron_core import (
-    Action,
+from omnicron_core.plugin import (
     ActionExecutor,
     ExecutionResult,
     Job,
     JobValidationError,
+    ParamFlag,
     RunInfo,
     describe_error,
 )
@@ -24,7 +24,7 @@ from ._builtins import BUILTIN_TOOLS
 from ._settings import ToolSettings
 from ._tool import ParamsError, Tool, get_tools
 
-__all__ = ["ToolExecutor", "is_builtin"]
+__all__ = ["ToolExecutor", "ToolParams", "is_builtin"]
 
 TOOL_NAME_REQUIRED = "tool_name is required for call_tool action"
 
@@ -34,15 +34,30 @@ def is_builtin(tool: Tool) -> bool:
     return any(tool is builtin for builtin in BUILTIN_TOOLS)
 
 
-class ToolExecutor(ActionExecutor):
-    """Runs ``action.tool_name`` with ``action.tool_params`` as keyword arguments.
+class ToolParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The parameters of a call_tool action (the Go original's keys)."""
+
+    tool_name: Annotated[str, msgspec.Meta(description="Name of a registered, allowed tool")]
+    tool_params: Annotated[
+        dict[str, Any] | None,
+        msgspec.Meta(description="The tool's arguments, checked against its JSON Schema"),
+    ] = None
+
+
+class ToolExecutor(ActionExecutor[ToolParams]):
+    """Runs ``tool_name`` with ``tool_params`` as keyword arguments.
 
     Only tools that are registered (hook ``omnicron_tools``) and allowed (``[plugins.tool]
     allow``, plus the built-ins) run. Output: ``{tool_name, params, result}``.
     """
 
     action_type = "call_tool"
-    description = "call a registered tool (omnicron_tools hook) with JSON-Schema-checked params"
+    description = "Call a registered tool (omnicron_tools hook) with JSON-Schema-checked params"
+    params_type = ToolParams
+    cli_flags = (
+        ParamFlag("tool_name", "--tool-name", "Tool to call."),
+        ParamFlag("tool_params", "--tool-params", "Tool parameters as a JSON object.", kind="json"),
+    )
 
     def __init__(
         self,
@@ -72,7 +87,7 @@ class ToolExecutor(ActionExecutor):
             name: t for name, t in sorted(self.registered_tools().items()) if self.is_allowed(t)
         }
 
-    def resolve(self, action: Action) -> Tool:
+    def resolve(self, action: ToolParams) -> Tool:
         """The tool the action calls, after every check; raises :class:`JobValidationError`."""
         name = action.tool_name
         if not name:
@@ -97,15 +112,15 @@ class ToolExecutor(ActionExecutor):
             raise JobValidationError(exc.message, field=f"action.{exc.path}") from None
         return tool
 
-    def validate(self, action: Action) -> None:
-        self.resolve(action)
+    def validate(self, params: ToolParams) -> None:
+        self.resolve(params)
 
     def timeout_for(self, tool: Tool) -> float:
         return tool.timeout if tool.timeout is not None else self.settings.timeout
 
     async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
-        action = job.action
         try:
+            action = self.decode_params(job.action)
             tool = self.resolve(action)
         except JobValidationError as exc:
             return ExecutionResult.failed(f"invalid action: {exc.message}")

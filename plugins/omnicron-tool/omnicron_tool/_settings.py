@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from omnicron_core.settings import SettingError as _SettingError
-from omnicron_core.settings import load_plugin_settings
+from omnicron_core.plugin import SettingError as _SettingError
+from omnicron_core.plugin import load_plugin_settings
 
 __all__ = ["ALLOW_ALL", "ToolSettings", "load_settings"]
 

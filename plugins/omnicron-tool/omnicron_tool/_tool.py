@@ -14,7 +14,7 @@ import pluggy
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
-from omnicron_core import PluginError
+from omnicron_core.plugin import PluginError, call_each_plugin
 
 __all__ = ["FORMAT_CHECKER", "ParamsError", "Tool", "get_tools"]
 
@@ -127,15 +127,18 @@ def get_tools(plugin_manager: pluggy.PluginManager) -> dict[str, Tool]:
     Raises :class:`~omnicron_core.PluginError` for a non-``Tool`` item or for two tools with
     one name (naming both plugins). Returns ``{}`` when the tool plugin's hook is not present.
     """
-    caller = getattr(plugin_manager.hook, "omnicron_tools", None)
-    if caller is None:
-        return {}
     found: dict[str, Tool] = {}
     owners: dict[str, str] = {}
+    labels = {impl.plugin_name: _plugin_label(impl) for impl in _impls(plugin_manager)}
     # Registration order (not pluggy's LIFO call order) so that errors read naturally.
-    for impl in caller.get_hookimpls():
-        owner = _plugin_label(impl)
-        for tool in impl.function() or ():
+    for res in call_each_plugin(plugin_manager, "omnicron_tools"):
+        owner = labels.get(res.plugin_name, res.plugin_name)
+        if res.error is not None:
+            raise PluginError(
+                f"plugin {owner!r} failed in omnicron_tools: {type(res.error).__name__}: "
+                f"{res.error}"
+            ) from res.error
+        for tool in res.items:
             if not isinstance(tool, Tool):
                 raise PluginError(
                     f"plugin {owner!r} returned {type(tool).__name__} from omnicron_tools; "
@@ -148,3 +151,8 @@ def get_tools(plugin_manager: pluggy.PluginManager) -> dict[str, Tool]:
             found[tool.name] = tool
             owners[tool.name] = owner
     return found
+
+
+def _impls(plugin_manager: pluggy.PluginManager) -> list[pluggy.HookImpl]:
+    caller = getattr(plugin_manager.hook, "omnicron_tools", None)
+    return [] if caller is None else list(caller.get_hookimpls())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from omnicron_core.hookspecs import hookspec
+from omnicron_core.plugin import hookspec
 
 if TYPE_CHECKING:
     from ._tool import Tool
@@ -28,7 +28,7 @@ def omnicron_tools() -> Iterable[Tool]:  # type: ignore[empty-body]
 
     Example::
 
-        from omnicron_core import hookimpl
+        from omnicron_core.plugin import hookimpl
         from omnicron_tool import Tool
 
         def disk_usage(path: str = "/") -> dict:

@@ -204,18 +204,18 @@ def test_tool_name_is_required_with_the_original_message() -> None:
 
 def test_unknown_tool_lists_the_allowed_tools() -> None:
     with pytest.raises(JobValidationError) as info:
-        executor({}).validate(Action(type="call_tool", tool_name="rm_rf"))
-    assert str(info.value) == "unknown tool 'rm_rf'; allowed tools: echo, now"
+        executor({}).check(Action(type="call_tool", tool_name="rm_rf"))
+    assert str(info.value) == "invalid action: unknown tool 'rm_rf'; allowed tools: echo, now"
     assert info.value.field == "action.tool_name"
 
 
 def test_registered_tool_outside_the_allow_list_is_refused() -> None:
     ex = executor({"allow": ["whisper"]})
-    ex.validate(Action(type="call_tool", tool_name="whisper", tool_params={"text": "a"}))
+    ex.check(Action(type="call_tool", tool_name="whisper", tool_params={"text": "a"}))
     with pytest.raises(JobValidationError) as info:
-        ex.validate(Action(type="call_tool", tool_name="shout", tool_params={"text": "a"}))
+        ex.check(Action(type="call_tool", tool_name="shout", tool_params={"text": "a"}))
     assert str(info.value) == (
-        "tool 'shout' is not allowed; add it to plugins.tool.allow (allowed tools: echo, now, whisper)"
+        "invalid action: tool 'shout' is not allowed; add it to plugins.tool.allow (allowed tools: echo, now, whisper)"
     )
 
 
@@ -225,7 +225,7 @@ def test_builtins_can_be_disallowed() -> None:
     with pytest.raises(
         JobValidationError, match=r"tool 'echo' is not allowed; .*allowed tools: none"
     ):
-        ex.validate(Action(type="call_tool", tool_name="echo", tool_params={"text": "a"}))
+        ex.check(Action(type="call_tool", tool_name="echo", tool_params={"text": "a"}))
 
 
 def test_star_allows_every_registered_tool() -> None:
@@ -364,7 +364,7 @@ async def test_tool_cannot_change_the_jobs_params() -> None:
     ex = executor({"allow": ["mutate"]}, HostTools(tool("mutate", mutate, schema=schema)))
     the_job = job("mutate", {"items": ["a"]})
     result = await ex.execute(the_job, RUN)
-    assert result.success and the_job.action.tool_params == {"items": ["a"]}
+    assert result.success and the_job.action.params["tool_params"] == {"items": ["a"]}
     assert result.output["params"] == {"items": ["a"]}
 
 
@@ -395,7 +395,7 @@ async def test_now_in_utc_and_in_a_time_zone() -> None:
 
 def test_now_refuses_an_unknown_time_zone_at_validation() -> None:
     with pytest.raises(JobValidationError) as info:
-        executor({}).validate(
+        executor({}).check(
             Action(type="call_tool", tool_name="now", tool_params={"timezone": "Mars/Base"})
         )
     assert "tool_params.timezone: 'Mars/Base'" in str(info.value)
@@ -441,6 +441,7 @@ def test_public_names() -> None:
         "ParamsError",
         "Tool",
         "ToolExecutor",
+        "ToolParams",
         "ToolSettings",
         "get_tools",
         "hookspecs",

@@ -6,9 +6,11 @@ Registered through the ``omnicron`` entry point ``webhook``; its settings are th
 
 from __future__ import annotations
 
-from omnicron_core import ActionExecutor, PluginContext, hookimpl
+from typing import Any
 
-from ._executor import METHODS, WebhookExecutor
+from omnicron_core.plugin import ActionExecutor, PluginContext, hookimpl
+
+from ._executor import METHODS, WebhookExecutor, WebhookParams
 from ._secrets import MissingEnvVarError, resolve_env_refs
 from ._settings import WebhookSettings, load_settings
 from ._ssrf import RequestRefusedError
@@ -18,6 +20,7 @@ __all__ = [
     "MissingEnvVarError",
     "RequestRefusedError",
     "WebhookExecutor",
+    "WebhookParams",
     "WebhookSettings",
     "load_settings",
     "resolve_env_refs",
@@ -25,6 +28,6 @@ __all__ = [
 
 
 @hookimpl
-def omnicron_action_executors(context: PluginContext) -> list[ActionExecutor]:
+def omnicron_action_executors(context: PluginContext) -> list[ActionExecutor[Any]]:
     """The ``call_webhook`` executor, configured from ``[plugins.webhook]``."""
     return [WebhookExecutor(load_settings(context.settings_for("webhook")))]

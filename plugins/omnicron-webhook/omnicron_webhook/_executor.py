@@ -10,24 +10,27 @@ import ssl
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import anyio
 import httpx
+import msgspec
 
-from omnicron_core import (
-    Action,
+from omnicron_core.plugin import (
     ActionExecutor,
+    BodyReader,
     ExecutionResult,
     Job,
     JobValidationError,
+    ParamFlag,
     RunInfo,
+    SecretNotAllowedError,
+    UndecodableBodyError,
     describe_error,
+    get_logger,
     parse_go_duration,
+    resolve_job_env_refs,
 )
-from omnicron_core.bodies import BodyReader, UndecodableBodyError
-from omnicron_core.logging import get_logger
-from omnicron_core.secrets import SecretNotAllowedError, resolve_job_env_refs
 
 from ._retry import backoff_delay, is_retryable_status, parse_retry_after
 from ._secrets import MissingEnvVarError, find_env_refs, malformed_env_ref, resolve_env_refs
@@ -43,7 +46,7 @@ from ._ssrf import (
     resolve_host_sync,
 )
 
-__all__ = ["METHODS", "WebhookExecutor"]
+__all__ = ["METHODS", "WebhookExecutor", "WebhookParams"]
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 USER_AGENT = "omnicron-webhook/0.1"
@@ -122,7 +125,32 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host.lower(), url.port or default
 
 
-class WebhookExecutor(ActionExecutor):
+class WebhookParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """The parameters of a call_webhook action (the Go original's keys)."""
+
+    webhook_url: Annotated[
+        str, msgspec.Meta(description="Webhook URL, http or https", max_length=2048)
+    ]
+    webhook_method: Annotated[
+        str,
+        msgspec.Meta(
+            description="HTTP method: GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS "
+            "(default: POST)"
+        ),
+    ] = ""
+    webhook_headers: Annotated[
+        dict[str, str] | None,
+        msgspec.Meta(
+            description="HTTP headers (name to value); a value may hold ${env:NAME} secret "
+            "references"
+        ),
+    ] = None
+    webhook_body: Annotated[
+        str, msgspec.Meta(description="Request body (JSON text for POST, PUT and PATCH)")
+    ] = ""
+
+
+class WebhookExecutor(ActionExecutor[WebhookParams]):
     """Calls an HTTP(S) webhook for each run: retries, signing, SSRF protection.
 
     One pooled :class:`httpx.AsyncClient` per executor, created on first use and closed by
@@ -132,6 +160,18 @@ class WebhookExecutor(ActionExecutor):
 
     action_type = "call_webhook"
     description = "Call an HTTP(S) webhook (retries with backoff, signing, SSRF protection)"
+    params_type = WebhookParams
+    # As the original: a model never sets headers (they may carry secrets) or a body.
+    agent_withheld = {
+        "webhook_headers": "this scheduler does not let agents set webhook headers",
+        "webhook_body": "this scheduler does not let agents set a webhook body",
+    }
+    cli_flags = (
+        ParamFlag("webhook_url", "--webhook-url", "Webhook URL."),
+        ParamFlag("webhook_method", "--webhook-method", "HTTP method (default POST)."),
+        ParamFlag("webhook_headers", "--webhook-header", "NAME:VALUE (repeat).", kind="pairs"),
+        ParamFlag("webhook_body", "--webhook-body", "Request body."),
+    )
 
     def __init__(
         self,
@@ -149,14 +189,14 @@ class WebhookExecutor(ActionExecutor):
 
     # -- validation -----------------------------------------------------------------------
 
-    def validate(self, action: Action) -> None:
-        """Check the action's URL, method and headers; resolve the host best-effort."""
-        self._check(action, resolve=True)
+    def validate(self, params: WebhookParams) -> None:
+        """Check the URL, method and headers; resolve the host best-effort."""
+        self._check(params, resolve=True)
 
-    async def validate_async(self, action: Action) -> None:
+    async def validate_async(self, params: WebhookParams) -> None:
         """The add-time check the Scheduler awaits: as :meth:`validate`, but the host is
         resolved without blocking the event loop."""
-        _, url = self._check(action, resolve=False)
+        _, url = self._check(params, resolve=False)
         if not self._addresses.enabled or _is_literal(url.host):
             return
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -172,7 +212,7 @@ class WebhookExecutor(ActionExecutor):
                 f"webhook_url refused: {exc}", field="action.webhook_url"
             ) from None
 
-    def _check(self, action: Action, *, resolve: bool) -> tuple[str, httpx.URL]:
+    def _check(self, action: WebhookParams, *, resolve: bool) -> tuple[str, httpx.URL]:
         if not action.webhook_url:
             raise JobValidationError(
                 "webhook_url is required for call_webhook action", field="action.webhook_url"
@@ -257,10 +297,11 @@ class WebhookExecutor(ActionExecutor):
             return ExecutionResult.failed(f"webhook request failed: {_describe(exc)}")
 
     def _prepare(self, job: Job, run: RunInfo) -> _Prepared:
-        method, url = self._check(job.action, resolve=False)
+        params = self.decode_params(job.action)
+        method, url = self._check(params, resolve=False)
         headers: list[tuple[str, str]] = []
         secret_headers: set[str] = set()
-        for name, value in (job.action.webhook_headers or {}).items():
+        for name, value in (params.webhook_headers or {}).items():
             if find_env_refs(value):
                 secret_headers.add(name.lower())
                 try:
@@ -290,7 +331,7 @@ class WebhookExecutor(ActionExecutor):
             url=url,
             headers=tuple(headers),
             secret_headers=frozenset(secret_headers),
-            body=job.action.webhook_body.encode(),
+            body=params.webhook_body.encode(),
             message_id=idempotency_key(job, run),
             signing_key=key,
             timeout=self._timeout_for(job),

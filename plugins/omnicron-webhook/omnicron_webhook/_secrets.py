@@ -1,6 +1,6 @@
 """``${env:NAME}`` secret references: the shared implementation in ``omnicron_core.secrets``."""
 
-from omnicron_core.secrets import (
+from omnicron_core.plugin import (
     MissingEnvVarError,
     find_env_refs,
     malformed_env_ref,

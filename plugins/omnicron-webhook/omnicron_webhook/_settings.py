@@ -11,8 +11,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from omnicron_core.settings import SettingError as _SettingError
-from omnicron_core.settings import load_plugin_settings
+from omnicron_core.plugin import SettingError as _SettingError
+from omnicron_core.plugin import load_plugin_settings
 
 from ._secrets import find_env_refs, malformed_env_ref
 

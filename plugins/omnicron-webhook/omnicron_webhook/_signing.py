@@ -8,7 +8,7 @@ import hmac
 import uuid
 from datetime import UTC
 
-from omnicron_core import Job, RunInfo
+from omnicron_core.plugin import Job, RunInfo
 
 __all__ = ["idempotency_key", "standard_webhooks_headers"]
 

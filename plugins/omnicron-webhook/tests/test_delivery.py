@@ -94,7 +94,9 @@ async def test_env_secret_in_header_is_resolved_at_send_time(
     assert result.success, result.error
     assert server.requests[0].headers["authorization"] == "Bearer s3cret-value"
     # The stored job keeps the reference, not the secret.
-    assert job.action.webhook_headers == {"Authorization": "Bearer ${env:OMNICRON_TEST_TOKEN}"}
+    assert job.action.params["webhook_headers"] == {
+        "Authorization": "Bearer ${env:OMNICRON_TEST_TOKEN}"
+    }
 
 
 async def test_missing_env_secret_fails_without_sending(

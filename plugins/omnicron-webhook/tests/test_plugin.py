@@ -36,6 +36,7 @@ def test_public_names() -> None:
         "MissingEnvVarError",
         "RequestRefusedError",
         "WebhookExecutor",
+        "WebhookParams",
         "WebhookSettings",
         "load_settings",
         "resolve_env_refs",

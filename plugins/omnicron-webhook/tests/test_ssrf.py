@@ -48,9 +48,9 @@ def _action(url: str) -> Action:
 def test_validate_refuses_non_public_targets(url: str, reason: str) -> None:
     executor = WebhookExecutor()
     with pytest.raises(JobValidationError) as info:
-        executor.validate(_action(url))
+        executor.check(_action(url))
     assert info.value.field == "action.webhook_url"
-    assert info.value.message.startswith("webhook_url refused: ")
+    assert info.value.message.startswith("invalid action: webhook_url refused: ")
     assert f"a {reason} address" in info.value.message
     assert "plugins.webhook.allow_networks" in info.value.message
 
@@ -58,18 +58,18 @@ def test_validate_refuses_non_public_targets(url: str, reason: str) -> None:
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/x", "gopher://h/"])
 def test_validate_refuses_other_schemes(url: str) -> None:
     with pytest.raises(JobValidationError) as info:
-        WebhookExecutor().validate(_action(url))
-    assert info.value.message.startswith("webhook_url scheme must be http or https")
+        WebhookExecutor().check(_action(url))
+    assert info.value.message.startswith("invalid action: webhook_url scheme must be http or https")
     assert info.value.field == "action.webhook_url"
 
 
 def test_validate_accepts_public_literal_and_allow_listed_network() -> None:
-    WebhookExecutor().validate(_action("https://93.184.215.14/hook"))
+    WebhookExecutor().check(_action("https://93.184.215.14/hook"))
     allowing = WebhookExecutor(_settings(allow_networks=("127.0.0.0/8",)))
-    allowing.validate(_action("http://127.0.0.1:9/hook"))
-    allowing.validate(_action("http://[::ffff:127.0.0.1]:9/hook"))  # mapped address unwrapped
+    allowing.check(_action("http://127.0.0.1:9/hook"))
+    allowing.check(_action("http://[::ffff:127.0.0.1]:9/hook"))  # mapped address unwrapped
     with pytest.raises(JobValidationError):
-        allowing.validate(_action("http://10.0.0.1/"))
+        allowing.check(_action("http://10.0.0.1/"))
 
 
 def _settings(**kw: Any) -> Any:
@@ -147,8 +147,8 @@ async def test_dns_rebinding_is_caught_at_connect_time(
     executor = WebhookExecutor()
     try:
         action = _action(f"http://rebind.example:{server.port}/hook")
-        executor.validate(action)  # passes: the add-time answer is public
-        result = await executor.execute(make_job(action.webhook_url), run_info())
+        executor.check(action)  # passes: the add-time answer is public
+        result = await executor.execute(make_job(action.params["webhook_url"]), run_info())
     finally:
         await executor.aclose()
     assert not result.success
@@ -205,7 +205,7 @@ async def test_ssrf_protection_can_be_turned_off(
 ) -> None:
     executor = WebhookExecutor(_settings(ssrf_protection=False))
     try:
-        executor.validate(_action(server.url))
+        executor.check(_action(server.url))
         result = await executor.execute(make_job(server.url), run_info())
     finally:
         await executor.aclose()
@@ -217,11 +217,12 @@ async def test_allow_hosts_limits_targets(
     server: Any, make_executor: Make, make_job: Make, run_info: Make
 ) -> None:
     executor = make_executor(allow_hosts=["127.0.0.1", "*.example.com"], follow_redirects=True)
-    executor.validate(_action("https://api.example.com/hook"))
+    executor.check(_action("https://api.example.com/hook"))
     with pytest.raises(JobValidationError) as info:
-        executor.validate(_action("https://example.org/hook"))
+        executor.check(_action("https://example.org/hook"))
     assert (
-        info.value.message == "webhook_url host 'example.org' is not in plugins.webhook.allow_hosts"
+        info.value.message
+        == "invalid action: webhook_url host 'example.org' is not in plugins.webhook.allow_hosts"
     )
     # A redirect hop to a host off the list is refused before connecting.
     server.always(status=302, headers={"Location": f"http://localhost:{server.port}/"})
@@ -338,6 +339,6 @@ async def test_add_time_check_resolves_without_blocking_and_refuses(
     monkeypatch.setattr(_executor, "resolve_host", fake_resolve)
     executor = WebhookExecutor()
     with pytest.raises(JobValidationError, match="refused"):
-        await executor.validate_async(
+        await executor.check_async(
             Action(type="call_webhook", webhook_url="http://internal.example/x")
         )
