@@ -20,8 +20,17 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
-from omnicron_core import Job, JobStatus, decode_jobs, encode_jobs
-from omnicron_core.plugin import JobPatch, StoreBackend, StoreBackendSpec, StoreError, hookimpl
+from omnicron_core.plugin import (
+    Job,
+    JobPatch,
+    JobStatus,
+    StoreBackend,
+    StoreBackendSpec,
+    StoreError,
+    decode_job,
+    encode_job,
+    hookimpl,
+)
 
 __all__ = ["JsonFileBackend", "omnicron_store_backends"]
 
@@ -71,12 +80,13 @@ class JsonFileBackend(StoreBackend):
         except FileNotFoundError:
             return {}
         try:
-            return {job.id: job for job in decode_jobs(data)} if data.strip() else {}
+            rows = msgspec.json.decode(data, type=list[msgspec.Raw]) if data.strip() else []
+            return {job.id: job for job in (decode_job(bytes(row)) for row in rows)}
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise StoreError(f"jsonfile store {str(self.path)!r} is damaged: {exc}") from None
 
     def _write(self, jobs: dict[str, Job]) -> None:
-        data = encode_jobs([jobs[k] for k in sorted(jobs)])
+        data = b"[" + b",".join(encode_job(jobs[k]) for k in sorted(jobs)) + b"]"
         folder = self.path.parent
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)  # mode 0600
         try:
