@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from ._errors import JobValidationError
+from ._text import CONTROL_CHARS
 
 __all__ = [
     "AGENT_ORIGIN",
@@ -37,7 +38,7 @@ _QUOTE_CHARS = 80
 _OVERHEAD = 4
 # Control characters (Unicode category Cc: C0, DEL, C1), line/paragraph separators, and the
 # bidirectional overrides/isolates that can make a name display as something else.
-_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_BAD_CHARS = re.compile(f"[{CONTROL_CHARS}]")
 _BAD_CHARS_MULTILINE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )

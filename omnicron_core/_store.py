@@ -18,9 +18,26 @@ from ._plugins import Registry
 if TYPE_CHECKING:
     from ._plugins import StoreBackendSpec
 
-__all__ = ["DEFAULT_STORE_URL", "Store", "StoreConfig", "backend_spec_for", "make_backend"]
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "Store",
+    "StoreConfig",
+    "backend_spec_for",
+    "check_store_url",
+    "make_backend",
+]
 
 DEFAULT_STORE_URL = "sqlite:///omnicron.db"
+
+
+def check_store_url(url: str) -> None:
+    """Refuse a store URL holding a control character (a NUL would pass the URL parsers and
+    crash the file system calls later). Raises :class:`StoreError` naming the character."""
+    for index, char in enumerate(url):
+        if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F:
+            raise StoreError(
+                f"store URL contains the control character {char!r} at position {index}"
+            )
 
 
 def backend_spec_for(url: str, specs: Mapping[str, StoreBackendSpec]) -> StoreBackendSpec:
@@ -40,6 +57,7 @@ def make_backend(
 ) -> StoreBackend:
     """Build (not open) the backend for ``url`` from the installed plugins. Factories only
     parse the URL and options, so this has no side effects (``omnicron validate`` calls it)."""
+    check_store_url(url)
     specs = (registry or Registry()).backends
     return backend_spec_for(url, specs).factory(url, dict(options or {}))
 

@@ -49,6 +49,8 @@ __all__ = [
     "load_config",
     "load_effective_config",
     "located",
+    "read_config_file",
+    "too_deep",
 ]
 
 #: The file ``omnicron run`` reads when ``-c`` is not given (and it exists).
@@ -59,6 +61,13 @@ SOURCE_CONFIG = "config"
 #: ``metadata`` key holding the hash of the declared definition the store was last synced to.
 SOURCE_HASH_KEY = "omnicron.config_hash"
 
+#: How deep lists and tables may nest in a config (far more than any real config needs; the
+#: decoders and hashes recurse, so a hostile depth must stop here).
+MAX_DEPTH = 32
+#: Upper bound of the settings in seconds (about 31 years): infinity and huge values would
+#: overflow the time arithmetic.
+MAX_SECONDS = 1e9
+
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["auto", "console", "json"]
 
@@ -68,7 +77,7 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 #: A span in the config file: a Go duration string (``"30s"``, ``"1m30s"``) or seconds.
-Span = Annotated[float, msgspec.Meta(ge=0)] | str
+Span = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)] | str
 
 
 class SchedulerSettings(_Section):
@@ -182,6 +191,24 @@ def located(
     return locate(exc, prefix, root=root)
 
 
+def too_deep(value: Any, prefix: str, limit: int = MAX_DEPTH) -> str | None:
+    """The place of the first value of ``value`` nested more than ``limit`` lists or tables
+    deep (``jobs[0].metadata.a[0][0]...``), or ``None``. Iterative: any depth is safe."""
+    stack: list[tuple[Any, str, int]] = [(value, prefix, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, dict):
+            children = [(v, join_path(where, f".{k}"), depth + 1) for k, v in item.items()]
+        elif isinstance(item, list | tuple):
+            children = [(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item)]
+        else:
+            continue
+        if depth >= limit and children:
+            return where
+        stack.extend(children)
+    return None
+
+
 def decode_config(data: Mapping[str, Any], *, source: str = "") -> Config:
     """A :class:`Config` from parsed TOML (or any mapping). Raises :class:`ConfigErrors`."""
     errors: list[ConfigError] = []
@@ -193,6 +220,14 @@ def decode_config(data: Mapping[str, Any], *, source: str = "") -> Config:
             errors.append(
                 ConfigError(
                     "unknown section (expected scheduler, log, plugins, jobs or skill)", field=key
+                )
+            )
+            continue
+        deep = too_deep(value, key)
+        if deep is not None:
+            errors.append(
+                ConfigError(
+                    f"nested more than {MAX_DEPTH} levels deep (lists and tables)", field=deep
                 )
             )
             continue
@@ -219,6 +254,45 @@ def decode_config(data: Mapping[str, Any], *, source: str = "") -> Config:
     return config
 
 
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed TOML of a config file. Raises :class:`ConfigErrors` located at the file for
+    a file that cannot be read, is not UTF-8, is not TOML (line and column named) or nests
+    deeper than the parser can follow."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigErrors(
+            [ConfigError(f"cannot read config file: {exc.strerror}", field=str(p))]
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    f"not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                    "save the file as UTF-8",
+                    field=str(p),
+                )
+            ]
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigErrors([ConfigError(f"invalid TOML: {exc}", field=str(p))]) from None
+    except RecursionError:
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    f"arrays or tables nested too deeply (at most {MAX_DEPTH} levels)",
+                    field=str(p),
+                )
+            ]
+        ) from None
+
+
 def load_config(path: str | os.PathLike[str] | None) -> Config:
     """Read and decode a TOML config file; ``None`` is the empty config (all defaults).
 
@@ -226,18 +300,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     """
     if path is None:
         return Config()
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigErrors(
-            [ConfigError(f"cannot read config file: {exc.strerror}", field=str(p))]
-        ) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigErrors([ConfigError(f"invalid TOML: {exc}", field=str(p))]) from None
-    return decode_config(data, source=str(p))
+    return decode_config(read_config_file(path), source=str(Path(path)))
 
 
 def apply_env(config: Config, env: Mapping[str, str] | None = None) -> Config:

@@ -17,6 +17,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from ._log import ROOT_LOGGER, Logger, _isoformat_times, get_logger
+from ._text import plain
 
 __all__ = ["LEVELS", "ROOT_LOGGER", "Logger", "configure_logging", "get_logger"]
 
@@ -58,6 +59,7 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if fmt == "json" else _passthrough,
+            _escape_controls if fmt == "console" else _passthrough,
             renderer,
         ],
     )
@@ -85,4 +87,14 @@ def configure_logging(
 
 
 def _passthrough(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    return event
+
+
+def _escape_controls(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Console format only: job names, errors and URLs in an event are shown with their
+    control characters escaped, so no ESC sequence from a job reaches the terminal (the JSON
+    renderer escapes them itself)."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = plain(value)
     return event

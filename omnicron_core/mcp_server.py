@@ -15,8 +15,13 @@ Needs the ``mcp`` extra (``pip install 'omnicron-core[mcp]'``).
 from __future__ import annotations
 
 import contextlib
+import hmac
 import importlib.metadata
+import ipaddress
 import json
+import os
+import socket
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,7 +41,10 @@ if TYPE_CHECKING:
     from mcp.server.lowlevel import Server
 
 __all__ = [
+    "TOKEN_ENV",
+    "BearerTokenAuth",
     "ServerSettings",
+    "allowed_hosts",
     "build_server",
     "load_server_settings",
     "main",
@@ -47,6 +55,9 @@ __all__ = [
 
 DEFAULT_PRINCIPAL = "mcp"
 DEFAULT_PORT = 8765
+#: The environment variable holding the bearer token of ``--transport http``.
+TOKEN_ENV = "OMNICRON_MCP_TOKEN"
+MIN_TOKEN_LENGTH = 16
 INSTRUCTIONS = (
     "Schedule and manage recurring jobs. Use cron_next to preview a schedule before "
     "cron_create; every job result carries schedule_description and next_fire_times so you "
@@ -222,6 +233,116 @@ def build_skill(settings: ServerSettings, *, start_scheduler: bool = True) -> Sk
     )
 
 
+# -- HTTP security ----------------------------------------------------------------------------
+
+
+class BearerTokenAuth:
+    """ASGI middleware: every HTTP request needs ``Authorization: Bearer <token>`` (compared in
+    constant time); anything else is answered 401 before it reaches the MCP transport."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            given = b""
+            for name, value in scope.get("headers", ()):
+                if name.lower() == b"authorization":
+                    given = value
+                    break
+            scheme, _, credentials = given.partition(b" ")
+            if not (
+                scheme.lower() == b"bearer"
+                and hmac.compare_digest(b"Bearer " + credentials.strip(), self._expected)
+            ):
+                body = b'{"error":"unauthorized","error_description":"a valid bearer token is required"}'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"www-authenticate", b'Bearer realm="omnicron"'),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_pattern(host: str) -> str:
+    bare = host.strip("[]")
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(bare).version == 6:
+            return f"[{bare}]"
+    return bare
+
+
+def allowed_hosts(host: str, extra: Iterable[str] = ()) -> list[str]:
+    """The ``Host`` header values the HTTP server accepts (DNS-rebinding protection): the
+    loopback names, the bound address (for a wildcard bind, this machine's names), and
+    ``extra`` (``--allowed-host``: a name with or without ``:port``). Each without a port
+    matches any port."""
+    names = ["127.0.0.1", "localhost", "[::1]"]
+    bare = host.strip("[]")
+    if bare in ("0.0.0.0", "::", ""):
+        names += [socket.gethostname(), socket.getfqdn()]
+    elif not is_loopback(host):
+        names.append(_host_pattern(host))
+    out: list[str] = []
+    for name in [*names, *extra]:
+        name = name.strip()
+        has_port = name.rsplit(":", 1)[-1].isdigit() and (not name.startswith("[") or "]:" in name)
+        for pattern in [name] if has_port else [f"{name}:*", name]:
+            if name and pattern not in out:
+                out.append(pattern)
+    return out
+
+
+def read_token(token_file: Path | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The bearer token: ``--token-file`` (first line), else ``$OMNICRON_MCP_TOKEN``, else
+    ``None``. Raises :class:`ConfigError` for an unreadable file or a short token."""
+    env = os.environ if env is None else env
+    if token_file is not None:
+        where = "--token-file"
+        try:
+            text = token_file.read_text(encoding="utf-8")
+            mode = token_file.stat().st_mode
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(f"cannot read {token_file}: {reason}", field=where) from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            print(
+                f"warning: token file {token_file} can be read by other users (chmod 600 it)",
+                file=sys.stderr,
+            )
+        token = (text.splitlines() or [""])[0].strip()
+    elif env.get(TOKEN_ENV):
+        where, token = TOKEN_ENV, env[TOKEN_ENV].strip()
+    else:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token:
+        raise ConfigError(
+            f"the token must be at least {MIN_TOKEN_LENGTH} printable characters without spaces "
+            "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            field=where,
+        )
+    return token
+
+
 # -- serving --------------------------------------------------------------------------------
 
 
@@ -232,9 +353,15 @@ async def serve(
     principal: str | None = DEFAULT_PRINCIPAL,
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
+    token: str | None = None,
+    extra_allowed_hosts: Iterable[str] = (),
 ) -> None:
     """Start the skill's scheduler and serve its tools until the client goes away (stdio) or
-    the process is interrupted (http)."""
+    the process is interrupted (http).
+
+    Over http, ``token`` (when given) is required as ``Authorization: Bearer`` on every
+    request, and the ``Host``/``Origin`` headers are checked against :func:`allowed_hosts`
+    whatever the bound address (DNS-rebinding protection)."""
     server = build_server(skill, principal=principal)
     if transport == "stdio":
         from mcp.server.stdio import stdio_server
@@ -245,8 +372,17 @@ async def serve(
             await server.run(read_stream, write_stream, server.create_initialization_options())
     elif transport == "http":
         import uvicorn
+        from mcp.server.transport_security import TransportSecuritySettings
 
-        app = server.streamable_http_app(host=host)
+        hosts = allowed_hosts(host, extra_allowed_hosts)
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=hosts,
+            allowed_origins=[f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")],
+        )
+        app: Any = server.streamable_http_app(host=host, transport_security=security)
+        if token is not None:
+            app = BearerTokenAuth(app, token)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         async with skill:
             await uvicorn.Server(config).serve()
@@ -270,6 +406,26 @@ async def serve(
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address (http).")
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, help="Port (http).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"File whose first line is the bearer token clients must send (http). Default: "
+    f"${TOKEN_ENV}. Never on the command line.",
+)
+@click.option(
+    "--allow-unauthenticated",
+    is_flag=True,
+    help="Serve http without a token on a non-loopback address (anyone who can reach it "
+    "controls the jobs).",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_host",
+    multiple=True,
+    metavar="NAME[:PORT]",
+    help="Another Host header to accept (http; the name clients use, e.g. behind a proxy).",
+)
 @click.option(
     "--principal",
     default=DEFAULT_PRINCIPAL,
@@ -310,6 +466,9 @@ def mcp_command(
     transport: str,
     host: str,
     port: int,
+    token_file: Path | None,
+    allow_unauthenticated: bool,
+    allowed_host: tuple[str, ...],
     principal: str,
     trusted: bool,
     timezone: str | None,
@@ -327,9 +486,31 @@ def mcp_command(
             "the MCP server needs the mcp extra: pip install 'omnicron-core[mcp]'"
         ) from None
 
+    from .cli._common import fail, fail_config, say
     from .logging import configure_logging
 
     configure_logging(log_level, "auto", stream=sys.stderr)
+    token: str | None = None
+    if transport == "http":
+        try:
+            token = read_token(token_file)
+        except ConfigError as exc:
+            fail_config(exc)
+        if token is None and not is_loopback(host):
+            if not allow_unauthenticated:
+                raise click.UsageError(
+                    f"--host {host} is not a loopback address and no token is set: anyone who "
+                    f"can reach it could create jobs. Set ${TOKEN_ENV} or --token-file (clients "
+                    "send Authorization: Bearer TOKEN), or pass --allow-unauthenticated"
+                )
+            say(
+                ("warning:", "bold yellow"),
+                f" serving MCP over http on {host} without authentication "
+                "(--allow-unauthenticated): anyone who can reach it controls the jobs",
+                err=True,
+            )
+    elif token_file is not None:
+        raise click.UsageError("--token-file applies to --transport http only")
     try:
         settings = load_server_settings(
             config_path,
@@ -339,8 +520,10 @@ def mcp_command(
             skill_settings=skill_settings,
         )
         skill = build_skill(settings, start_scheduler=not no_scheduler)
-    except (ConfigError, OmnicronError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except ConfigError as exc:
+        fail_config(exc)
+    except OmnicronError as exc:
+        fail(str(exc))
 
     async def run() -> None:
         await serve(
@@ -349,14 +532,36 @@ def mcp_command(
             principal=None if trusted else principal,
             host=host,
             port=port,
+            token=token,
+            extra_allowed_hosts=allowed_host,
         )
 
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(run)
+    except (OmnicronError, BaseExceptionGroup) as exc:
+        # the store opens inside the server's task group: a bad store (or a plugin's refusal)
+        # arrives wrapped; show omnicron's own errors as error lines, leave the rest to the
+        # command line's safety net
+        errors = _leaves(exc)
+        if not errors or not all(isinstance(e, OmnicronError) for e in errors):
+            raise
+        for error in errors[:-1]:
+            say(("error:", "bold red"), " ", str(error), err=True)
+        fail(str(errors[-1]))
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``[exc]``."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 def main() -> None:
-    mcp_command()
+    from .cli._common import run_guarded
+
+    run_guarded(mcp_command)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from ._errors import (
     StoreError,
     describe_error,
 )
+from ._files import make_private_dirs
 from ._log import get_logger
 from ._models import (
     Action,
@@ -119,6 +120,7 @@ __all__ = [
     "job_from_builtins",
     "job_to_builtins",
     "load_plugin_settings",
+    "make_private_dirs",
     "malformed_env_ref",
     "params_json_schema",
     "parse_go_duration",

@@ -52,7 +52,7 @@ from ._plugins import (
 )
 from ._schedule import resolve_zone
 from ._scheduler import Scheduler, SchedulerConfig
-from ._store import Store, StoreConfig, backend_spec_for
+from ._store import Store, StoreConfig, backend_spec_for, check_store_url
 from ._validation import validate_job
 
 if TYPE_CHECKING:
@@ -185,8 +185,9 @@ def _blocked_types(registry: Registry) -> set[str]:
 def _check_store(config: Config, registry: Registry) -> list[ConfigError]:
     url = config.scheduler.store
     try:
+        check_store_url(url)
         specs = registry.backends
-    except PluginError as exc:
+    except (PluginError, StoreError) as exc:
         return [ConfigError(str(exc), field="scheduler.store")]
     try:
         # Factories parse the URL and options only; the store is opened later.

@@ -38,6 +38,7 @@ import msgspec
 
 from .._backend import JobPatch, StoreBackend
 from .._errors import StoreError
+from .._files import create_private_file
 from .._models import Job, JobStatus, decode_job, fast_encode
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]
@@ -211,7 +212,7 @@ class SQLiteBackend(StoreBackend):
         if not path:
             raise StoreError(f"sqlite URL {url!r} names no file; e.g. sqlite:///omnicron.db")
         if "\x00" in path:
-            raise StoreError("sqlite URL contains a NUL character")
+            raise StoreError(f"sqlite URL {url!r} names a file with a NUL character")
         opts = dict(parse_qsl(parts.query))
         opts.update({k: str(v) for k, v in options.items()})
         unknown = set(opts) - {"synchronous"}
@@ -259,16 +260,13 @@ class SQLiteBackend(StoreBackend):
 
     def _open(self) -> None:
         if self.path != ":memory:":
-            target = Path(self.path)
             try:
-                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                if not target.exists():
-                    fd = os.open(target, os.O_CREAT | os.O_WRONLY, 0o600)
-                    os.close(fd)
+                create_private_file(self.path)
             except OSError as exc:
                 raise StoreError(
-                    f"cannot create sqlite store {self.path!r}: {exc.strerror or exc}"
-                ) from None
+                    f"cannot create sqlite store {self.path!r}: {exc.strerror}"
+                    + (f" ({exc.filename})" if exc.filename else "")
+                ) from exc
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:

@@ -12,10 +12,13 @@ import click
 
 from .._errors import ConfigError, JobValidationError, StoreError
 from .._schedule import local_zone, resolve_zone
+from .._text import plain
 from ..config import ConfigErrors
 from ..mcp_server import mcp_command
 from ..runtime import ReconcileReport, RunOptions, Runtime, plugin_infos, serve
 from ._common import (
+    GuardedGroup,
+    Part,
     State,
     check,
     config_option,
@@ -30,9 +33,8 @@ from ._common import (
     print_table,
     relative,
     run_async,
+    say,
     setup_logging,
-    stderr,
-    stdout,
     store_option,
 )
 
@@ -46,11 +48,16 @@ def _version() -> str:
         return "unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(_version(), "-V", "--version", prog_name="omnicron")
 @log_options
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the traceback of an unexpected error (a bug). Env: OMNICRON_DEBUG=1.",
+)
 @click.pass_context
-def main(ctx: click.Context, log_level: str | None, log_format: str | None) -> None:
+def main(ctx: click.Context, log_level: str | None, log_format: str | None, debug: bool) -> None:
     """omnicron: a job scheduler for agent platforms."""
     ctx.obj = State(log_level, log_format)
 
@@ -68,24 +75,30 @@ def _banner(
         if i.status == "loaded" and not i.name.startswith("omnicron.")
     )
     failed = [i for i in infos if i.status != "loaded"]
-    err = stderr()
-    lines = [
-        f"[bold]omnicron {_version()}[/] running (config: {config_source or 'none, defaults'})",
-        f"  store:        {runtime.config.scheduler.store}",
-        f"  timezone:     {runtime.location}",
-        f"  plugins:      {plugins or 'none'}",
-        f"  action types: {', '.join(sorted(runtime.registry.executors)) or 'none'}",
-        f"  jobs:         {len(runtime.config.jobs)} declared ({report.summary()})",
+    lines: list[tuple[Part, ...]] = [
+        (
+            (f"omnicron {_version()}", "bold"),
+            f" running (config: {config_source or 'none, defaults'})",
+        ),
+        (f"  store:        {runtime.config.scheduler.store}",),
+        (f"  timezone:     {runtime.location}",),
+        (f"  plugins:      {plugins or 'none'}",),
+        (f"  action types: {', '.join(sorted(runtime.registry.executors)) or 'none'}",),
+        (f"  jobs:         {len(runtime.config.jobs)} declared ({report.summary()})",),
     ]
     for info in failed:
         lines.append(
-            f"  [yellow]plugin {info.name} {info.status}[/]{': ' + info.error if info.error else ''}"
+            (
+                "  ",
+                (f"plugin {plain(info.name)} {info.status}", "yellow"),
+                f": {info.error}" if info.error else "",
+            )
         )
     if metrics_url:
-        lines.append(f"  metrics:      {metrics_url} (liveness: /healthz)")
-    lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM.")
+        lines.append((f"  metrics:      {metrics_url} (liveness: /healthz)",))
+    lines.append(("Stop with Ctrl-C (SIGINT) or SIGTERM.",))
     for line in lines:
-        err.print(line, highlight=False)
+        say(*line, err=True)
 
 
 @main.command()
@@ -157,7 +170,7 @@ def run(
             "(see store.write_failed above); those jobs stay `running` in the store and are "
             "recovered at the next start"
         )
-    stderr().print("omnicron stopped; state saved.", highlight=False)
+    say("omnicron stopped; state saved.", err=True)
 
 
 # -- validate -----------------------------------------------------------------------------
@@ -187,7 +200,7 @@ def validate(
     if as_json:
         echo_json({"valid": True, "errors": [], "jobs": len(config.jobs)})
     else:
-        click.echo(
+        say(
             f"{config.source or 'default config'}: OK "
             f"({len(config.jobs)} job{'s' if len(config.jobs) != 1 else ''}, "
             f"store {config.scheduler.store})"
@@ -240,11 +253,10 @@ def next_(
             }
         )
         return
-    out = stdout()
-    out.print(f"[bold]{description}[/] ({zone_label})", highlight=False)
+    say((plain(description), "bold"), f" ({zone_label})")
     now = datetime.now(UTC)
     for t in times:
-        out.print(f"  {t.isoformat(sep=' ')}  {relative(t, now)}", highlight=False)
+        say(f"  {t.isoformat(sep=' ')}  {relative(t, now)}")
 
 
 # -- plugins ------------------------------------------------------------------------------
@@ -291,7 +303,7 @@ def plugins(ctx: click.Context, config_path: Path | None, as_json: bool) -> None
         for a in i.actions
     ]
     if actions:
-        stdout().print()
+        say()
         print_table(["ACTION TYPE", "PLUGIN", "DESCRIPTION", "PARAMETERS"], sorted(actions))
 
 
@@ -341,15 +353,14 @@ def store_check(
     if as_json:
         echo_json({"store": url, "ok": not problems, "problems": problems, "advice": advice})
     elif not problems:
-        click.echo(f"store {url}: OK")
+        say(f"store {url}: OK")
     else:
-        err = stderr()
-        err.print(f"[bold red]store {url}: {len(problems)} problem(s)[/]", highlight=False)
+        say((f"store {plain(url)}: {len(problems)} problem(s)", "bold red"), err=True)
         for line in problems:
-            err.print(f"  {line}", highlight=False, markup=False)
-        err.print("What to do next (omnicron has not changed the store):", highlight=False)
+            say("  ", line, err=True)
+        say("What to do next (omnicron has not changed the store):", err=True)
         for line in advice:
-            err.print(f"  - {line}", highlight=False, markup=False)
+            say("  - ", line, err=True)
     if problems:
         raise SystemExit(1)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -13,10 +15,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 import msgspec
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .._errors import ConfigError
+from .._text import plain
 from ..config import (
     DEFAULT_CONFIG_FILE,
     Config,
@@ -29,6 +32,54 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Set to 1 to see the traceback of an unexpected error (same as ``omnicron --debug``).
+DEBUG_ENV = "OMNICRON_DEBUG"
+
+
+def debug_wanted(flag: bool = False) -> bool:
+    return flag or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def report_unexpected(exc: BaseException, *, debug: bool) -> NoReturn:
+    """The last line of defence: an exception nothing anticipated becomes an ``error:`` line
+    with a hint (the traceback only when asked for), and exit status 1."""
+    if debug:
+        traceback.print_exception(exc)
+    message = str(exc) or "(no message)"
+    fail(
+        f"unexpected {type(exc).__name__}: {message[:500]}",
+        hint=""
+        if debug
+        else f"this is a bug in omnicron or a plugin; run again with --debug (or {DEBUG_ENV}=1) "
+        "to see the traceback, and report it",
+    )
+
+
+def run_guarded(fn: Callable[[], T], *, debug: bool = False) -> T:
+    """``fn()``, with :func:`report_unexpected` for anything but click's own exits."""
+    try:
+        return fn()
+    except (
+        click.ClickException,
+        click.exceptions.Exit,
+        click.Abort,
+        SystemExit,
+        KeyboardInterrupt,
+    ):
+        raise
+    except Exception as exc:
+        report_unexpected(exc, debug=debug_wanted(debug))
+
+
+class GuardedGroup(click.Group):
+    """A click group whose commands never end in a traceback (see :func:`run_guarded`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return run_guarded(
+            lambda: super(GuardedGroup, self).invoke(ctx), debug=bool(ctx.params.get("debug"))
+        )
+
+
 class State:
     """Options of the ``omnicron`` group, shared with the subcommands."""
 
@@ -37,12 +88,49 @@ class State:
         self.log_format = log_format
 
 
+# -- output: user data is plain text -------------------------------------------------------
+#
+# Job names, descriptions, errors, config keys and paths can come from a model, a webhook
+# response or a hostile file. They are never interpreted: no rich markup (``[/]`` would crash,
+# ``[link=...]`` would become a live hyperlink), no emoji codes, and every control character is
+# shown escaped (``\x1b``), so ESC sequences (set title, clear screen, OSC 8 links) cannot reach
+# the terminal, on a tty or piped. omnicron's own styling is applied to its own words only.
+
+_C1_IN_JSON = re.compile(rb"\xc2([\x80-\x9f])")
+
+
+def plain_lines(text: object) -> list[str]:
+    """``text`` split at its newlines, each line made :func:`plain`."""
+    return [plain(line) for line in str(text).split("\n")]
+
+
+def _console(*, err: bool) -> Console:
+    return Console(stderr=err, soft_wrap=True, markup=False, emoji=False, highlight=False)
+
+
 def stdout() -> Console:
-    return Console(soft_wrap=True)
+    """The console for results: no markup, emoji or highlighting of what is printed."""
+    return _console(err=False)
 
 
 def stderr() -> Console:
-    return Console(stderr=True, soft_wrap=True)
+    """The console for messages (see :func:`stdout`)."""
+    return _console(err=True)
+
+
+Part = str | tuple[str, str]
+
+
+def say(*parts: Part, err: bool = False) -> None:
+    """Print one line. A ``str`` part is data, shown as :func:`plain` text; a ``(text, style)``
+    part is omnicron's own words in a rich style (``("error:", "bold red")``)."""
+    line = Text()
+    for part in parts:
+        if isinstance(part, tuple):
+            line.append(part[0], style=part[1])
+        else:
+            line.append(plain(part))
+    _console(err=err).print(line)
 
 
 def config_option(fn: F) -> F:
@@ -160,18 +248,12 @@ def error_lines(errors: Sequence[ConfigError]) -> list[str]:
 
 def print_errors(errors: Sequence[ConfigError], *, as_json: bool = False) -> None:
     if as_json:
-        click.echo(
-            msgspec.json.encode(
-                {
-                    "valid": False,
-                    "errors": [{"field": e.field, "message": e.message} for e in errors],
-                }
-            ).decode()
+        echo_json(
+            {"valid": False, "errors": [{"field": e.field, "message": e.message} for e in errors]}
         )
         return
-    err = stderr()
     for line in error_lines(errors):
-        err.print(f"[bold red]error:[/] {line}", highlight=False, markup=True)
+        say(("error:", "bold red"), " ", line, err=True)
 
 
 def fail_config(exc: ConfigError, *, as_json: bool = False) -> NoReturn:
@@ -179,11 +261,11 @@ def fail_config(exc: ConfigError, *, as_json: bool = False) -> NoReturn:
     raise SystemExit(1)
 
 
-def fail(message: str) -> NoReturn:
-    # the message is plain text (it may quote user data or `[[jobs]]`), only the prefix is markup
-    stderr().print(
-        f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True
-    )
+def fail(message: str, *, hint: str = "") -> NoReturn:
+    """Print ``error: MESSAGE`` (and a hint line) to stderr and exit 1."""
+    say(("error:", "bold red"), " ", message, err=True)
+    if hint:
+        say(("hint:", "bold"), " ", hint, err=True)
     raise SystemExit(1)
 
 
@@ -191,12 +273,18 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def safe_json(data: bytes) -> bytes:
+    """JSON bytes with C1 control characters written as ``\\u0080``..``\\u009f`` escapes
+    (msgspec escapes C0 controls but writes C1 ones as UTF-8, which some terminals obey)."""
+    return _C1_IN_JSON.sub(lambda m: b"\\u00%02x" % m.group(1)[0], data)
+
+
 def echo_json(data: Any) -> None:
-    click.echo(msgspec.json.encode(data).decode())
+    echo_raw_json(msgspec.json.encode(data))
 
 
 def echo_raw_json(data: bytes) -> None:
-    click.echo(data.decode())
+    click.echo(safe_json(data).decode())
 
 
 # -- time ---------------------------------------------------------------------------------
@@ -251,12 +339,13 @@ def parse_time(text: str, zone: tzinfo) -> datetime:
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str = "") -> None:
     """A rich table on a terminal; plain aligned columns when piped."""
     out = stdout()
+    rows = [[plain(cell) for cell in row] for row in rows]
     if out.is_terminal:
         table = Table(title=title or None, header_style="bold", show_lines=False)
         for header in headers:
             table.add_column(header, overflow="fold")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))
         out.print(table)
         return
     widths = [len(h) for h in headers]

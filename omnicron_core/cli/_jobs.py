@@ -14,6 +14,7 @@ import click
 import msgspec
 
 from .._errors import ConfigError, JobNotFoundError, JobValidationError, StoreError
+from .._files import write_private
 from .._models import (
     Job,
     JobStatus,
@@ -37,11 +38,12 @@ from ._common import (
     fmt_time,
     json_option,
     load,
+    plain_lines,
     print_table,
     run_async,
+    safe_json,
+    say,
     setup_logging,
-    stderr,
-    stdout,
     store_option,
     store_source,
 )
@@ -169,7 +171,7 @@ def list_(
         echo_raw_json(encode_jobs(found))
         return
     if not found:
-        stderr().print("no jobs", highlight=False)
+        say("no jobs", err=True)
         return
     print_table(
         ["ID", "NAME", "STATUS", "SCHEDULE", "NEXT RUN", "LAST RUN", "RUNS", "LAST ERROR"],
@@ -227,12 +229,11 @@ def show(
         ("updated", fmt_time(job.updated_at, rt.location, rel=False)),
         ("metadata", msgspec.json.encode(job.metadata).decode() if job.metadata else "-"),
     ]
-    out = stdout()
     for key, value in rows:
-        lines = value.split("\n")
-        out.print(f"{key + ':':<13}{lines[0]}", highlight=False, markup=False)
+        lines = plain_lines(value)
+        say(f"{key + ':':<13}{lines[0]}")
         for line in lines[1:]:
-            out.print(f"{'':<13}{line}", highlight=False, markup=False)
+            say(f"{'':<13}{line}")
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -286,17 +287,20 @@ def _read_json(source: str) -> Any:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as exc:
         fail(f"{source}: {exc.strerror}")
+    return _decode_json(data, "stdin" if source == "-" else source)
+
+
+def _decode_json(data: bytes | str, where: str) -> Any:
     try:
         return msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
-        fail(f"{'stdin' if source == '-' else source}: invalid JSON: {exc}")
+        fail(f"{where}: invalid JSON: {exc}")
+    except RecursionError:
+        fail(f"{where}: JSON nested too deeply")
 
 
 def _json_object(text: str, flag: str) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        fail(f"{flag}: invalid JSON: {exc}")
+    value = _decode_json(text, flag)
     if not isinstance(value, dict):
         fail(f"{flag}: expected a JSON object")
     return value
@@ -407,6 +411,8 @@ def _param_value(kind: str, key: str, text: str) -> Any:
         return msgspec.json.decode(text)
     except msgspec.DecodeError:
         return text
+    except RecursionError:
+        fail(f"--param {key}: JSON nested too deeply")
 
 
 def _action_overlay(action: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
@@ -454,10 +460,7 @@ def _action_overlay(action: dict[str, Any], opts: dict[str, Any]) -> dict[str, A
 
 def _flag_value(flag: ParamFlag, value: Any, current: Any) -> Any:
     if flag.kind == "json":
-        try:
-            return msgspec.json.decode(value)
-        except msgspec.DecodeError as exc:
-            fail(f"{flag.flag}: invalid JSON: {exc}")
+        return _decode_json(value, flag.flag)
     if flag.kind == "pairs":
         pairs = dict(current) if isinstance(current, dict) else {}
         for item in value:
@@ -484,10 +487,8 @@ def _print_job_line(verb: str, job: Job, rt: Runtime, as_json: bool) -> None:
     if as_json:
         echo_raw_json(encode_job(job))
         return
-    stdout().print(
-        f"{verb} {job.id} ({job.name}): {job.status}, next run {fmt_time(job.next_run_at, rt.location)}",
-        highlight=False,
-        markup=False,
+    say(
+        f"{verb} {job.id} ({job.name}): {job.status}, next run {fmt_time(job.next_run_at, rt.location)}"
     )
 
 
@@ -567,10 +568,10 @@ def update(
 
     saved, rt, declared = _with_runtime(ctx, config_path, store_url, work)
     if declared:
-        stderr().print(
+        say(
             f"note: {job_id} is declared in a config file; the next start overwrites it if its "
             "[[jobs]] entry changed",
-            highlight=False,
+            err=True,
         )
     _print_job_line("updated", saved, rt, as_json)
 
@@ -609,12 +610,12 @@ def remove(
         echo_json([{"deleted": True, "id": i} for i in removed])
     else:
         for job_id in removed:
-            click.echo(f"removed {job_id}")
+            say(f"removed {job_id}")
     for job_id in declared:
-        stderr().print(
+        say(
             f"note: {job_id} is declared in a config file; it comes back at the next start "
             "unless its [[jobs]] entry is removed",
-            highlight=False,
+            err=True,
         )
     if missing:
         fail("job not found: " + ", ".join(missing))
@@ -679,11 +680,11 @@ def trigger(
         )
     else:
         state = "succeeded" if result.success else "failed"
-        click.echo(f"{job_id}: {state} in {result.duration_str}")
+        say(f"{job_id}: {state} in {result.duration_str}")
         if result.output is not None:
-            click.echo(msgspec.json.encode(result.output).decode())
+            echo_json(result.output)
         if result.error:
-            click.echo(f"error: {result.error}", err=True)
+            say(("error:", "bold red"), " ", result.error, err=True)
     if not result.success:
         raise SystemExit(1)
 
@@ -704,8 +705,11 @@ def export_(
     if output is None:
         echo_raw_json(data)
     else:
-        output.write_bytes(data + b"\n")
-        stderr().print(f"exported {len(found)} jobs to {output}", highlight=False)
+        try:
+            write_private(output, safe_json(data) + b"\n")
+        except OSError as exc:
+            fail(f"{output}: {exc.strerror}")
+        say(f"exported {len(found)} jobs to {output}", err=True)
 
 
 @jobs.command("import")
@@ -731,6 +735,8 @@ def import_(
         fail(f"{source}: {located(exc)}")
     except msgspec.DecodeError as exc:
         fail(f"{source}: invalid JSON: {exc}")
+    except RecursionError:
+        fail(f"{source}: JSON nested too deeply")
 
     async def work(rt: Runtime) -> list[Job]:
         return await rt.scheduler.add_jobs(imported)
@@ -739,4 +745,4 @@ def import_(
     if as_json:
         echo_raw_json(encode_jobs(saved))
     else:
-        click.echo(f"imported {len(saved)} jobs")
+        say(f"imported {len(saved)} jobs")

@@ -49,7 +49,12 @@ def decode_arguments(
             raise ArgumentError(
                 f"arguments are too large ({len(arguments)} characters); the maximum is {max_bytes}"
             )
-        text = arguments.decode() if isinstance(arguments, bytes | bytearray) else arguments
+        try:
+            text = arguments.decode() if isinstance(arguments, bytes | bytearray) else arguments
+        except UnicodeDecodeError as exc:
+            raise ArgumentError(
+                f"arguments are not UTF-8 text (byte {exc.start}); send a JSON object"
+            ) from None
         if not text.strip():
             return {}
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 from datetime import UTC, datetime
@@ -12,7 +13,13 @@ from typing import Any
 
 import httpx
 
-from omnicron_core.plugin import BodyReader, Job, RunInfo, UndecodableBodyError
+from omnicron_core.plugin import (
+    BodyReader,
+    Job,
+    RunInfo,
+    UndecodableBodyError,
+    make_private_dirs,
+)
 
 from ._secrets import resolve_env_refs
 from ._settings import SendMessageSettings
@@ -81,9 +88,11 @@ class JsonlTransport(Transport):
 
     def _append(self, line: str) -> None:
         # One write of a whole line under a lock: concurrent runs never interleave lines.
+        # Messages are private like the store: 0700 folders, a 0600 file, whatever the umask.
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
+            make_private_dirs(self.path.parent)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 fh.write(line)
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,6 +176,19 @@ async def test_jsonl_transport_appends_records(tmp_path: Path) -> None:
     }
     assert datetime.fromisoformat(records[0]["sent_at"]).tzinfo is not None
     assert records[1]["message"] == "über" and records[1]["scheduled_for"] is None
+
+
+async def test_jsonl_file_and_folders_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "messages.jsonl"
+    executor = registry({"transport": "jsonl", "path": str(path)}).executors["send_message"]
+    old = os.umask(0)
+    try:
+        assert (await executor.execute(job(), RUN)).success
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for folder in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
 
 
 async def test_jsonl_unwritable_path_fails_the_run(tmp_path: Path) -> None:
