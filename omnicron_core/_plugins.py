@@ -6,6 +6,8 @@ import abc
 import contextlib
 import importlib.metadata
 import os
+import re
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -324,7 +326,11 @@ def get_plugin_manager(
 
 
 def _load_entrypoints(pm: OmnicronPluginManager, *, strict: bool) -> None:
+    """Load and register every entry point, then check each one's hooks: a hook another
+    plugin adds (``omnicron_add_hookspecs``) is known once all are registered, whatever order
+    the distributions come in. A plugin that fails either step is left out on its own."""
     seen: set[str] = set()
+    loaded: list[tuple[str, str]] = []
     for dist in importlib.metadata.distributions():
         dist_name = dist.metadata["name"] or "?"
         for ep in dist.entry_points:
@@ -339,22 +345,42 @@ def _load_entrypoints(pm: OmnicronPluginManager, *, strict: bool) -> None:
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
-                pm.check_pending()
             except Exception as exc:  # a broken third-party plugin must not take the host down
-                if pm.has_plugin(ep.name):
-                    pm.unregister(name=ep.name)
-                failure = PluginLoadFailure(ep.name, dist_name, f"{type(exc).__name__}: {exc}")
-                if strict:
-                    raise PluginError(
-                        f"plugin {ep.name!r} from {dist_name} failed to load: {failure.error}"
-                    ) from exc
-                pm.load_failures.append(failure)
-                _log.warning(
-                    "plugin.load_failed",
-                    plugin=ep.name,
-                    distribution=dist_name,
-                    error=failure.error,
+                _load_failed(pm, ep.name, dist_name, exc, strict=strict)
+            else:
+                loaded.append((ep.name, dist_name))
+    for name, dist_name in loaded:
+        try:
+            _check_hooks_of(pm, name)
+        except Exception as exc:
+            _load_failed(pm, name, dist_name, exc, strict=strict)
+
+
+def _check_hooks_of(pm: OmnicronPluginManager, name: str) -> None:
+    """pluggy's ``check_pending`` for one plugin: its implementations of unknown hooks."""
+    plugin = pm.get_plugin(name)
+    for caller in pm.get_hookcallers(plugin) or ():
+        if caller.spec is not None:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not impl.optionalhook:
+                raise pluggy.PluginValidationError(
+                    plugin, f"unknown hook {caller.name!r} in plugin {plugin!r}"
                 )
+
+
+def _load_failed(
+    pm: OmnicronPluginManager, name: str, dist_name: str, exc: Exception, *, strict: bool
+) -> None:
+    if pm.has_plugin(name):
+        pm.unregister(name=name)
+    failure = PluginLoadFailure(name, dist_name, f"{type(exc).__name__}: {exc}")
+    if strict:
+        raise PluginError(
+            f"plugin {name!r} from {dist_name} failed to load: {failure.error}"
+        ) from exc
+    pm.load_failures.append(failure)
+    _log.warning("plugin.load_failed", plugin=name, distribution=dist_name, error=failure.error)
 
 
 @contextlib.contextmanager
@@ -417,6 +443,54 @@ def call_each_plugin(
         else:
             out.append(HookResult(impl.plugin_name, items))
     return out
+
+
+_PER_PLUGIN: weakref.WeakKeyDictionary[
+    pluggy.PluginManager, dict[str, tuple[list[pluggy.HookImpl], list[tuple[str, Any]]]]
+] = weakref.WeakKeyDictionary()
+
+
+def _per_plugin_callers(pm: pluggy.PluginManager, hook_name: str) -> list[tuple[str, Any]]:
+    """One pluggy caller per plugin implementing ``hook_name``, in pluggy's call order
+    (built once per set of implementations)."""
+    caller = getattr(pm.hook, hook_name, None)
+    if caller is None:
+        return []
+    impls = caller.get_hookimpls()
+    cache = _PER_PLUGIN.setdefault(pm, {})
+    cached = cache.get(hook_name)
+    if cached is not None and cached[0] == impls:
+        return cached[1]
+    # wrappers (tracing, timing) stay around every call; each plain implementation is called
+    # on its own, in pluggy's order (last registered first)
+    plain = [impl for impl in impls if not (impl.wrapper or impl.hookwrapper)]
+    callers = [
+        (
+            impl.plugin_name,
+            pm.subset_hook_caller(
+                hook_name,
+                remove_plugins=[o.plugin for o in plain if o.plugin is not impl.plugin],
+            ),
+        )
+        for impl in reversed(plain)
+    ]
+    cache[hook_name] = (impls, callers)
+    return callers
+
+
+def notify_each_plugin(
+    plugin_manager: pluggy.PluginManager, hook_name: str, **kwargs: Any
+) -> list[tuple[str, Exception]]:
+    """Call a notification hook through pluggy once per plugin, so that one plugin raising
+    does not keep the others from hearing it. Returns ``(plugin name, exception)`` for each
+    plugin that raised (the caller logs them)."""
+    failed: list[tuple[str, Exception]] = []
+    for name, one in _per_plugin_callers(plugin_manager, hook_name):
+        try:
+            one(**kwargs)
+        except Exception as exc:  # isolate the plugin: the others are still notified
+            failed.append((name, exc))
+    return failed
 
 
 class Registry:
@@ -586,6 +660,38 @@ def describe_executor(executor: ActionExecutor[Any]) -> dict[str, Any]:
     }
 
 
+_FLAG = re.compile(r"^--[a-z0-9][a-z0-9-]*$")
+
+
+def _flag_problem(flag: Any, params: set[str]) -> str:
+    """Why a declared CLI flag cannot be offered ("" if it can)."""
+    if not isinstance(flag, ParamFlag):
+        return f"expected a ParamFlag, got {type(flag).__name__}"
+    if not isinstance(flag.flag, str) or not _FLAG.match(flag.flag):
+        return "flag must look like --name (lower case letters, digits and dashes)"
+    if flag.param not in params:
+        return f"{flag.param!r} is not one of its parameters ({', '.join(sorted(params))})"
+    if flag.kind not in ("str", "json", "pairs"):
+        return f"kind must be 'str', 'json' or 'pairs', got {flag.kind!r}"
+    return ""
+
+
+def _agent_problem(executor: ActionExecutor[Any], params: set[str]) -> str:
+    """Why the agent tools could not offer an executor's parameters ("" if they can)."""
+    description: Any = executor.description  # a plugin's class attributes are not checked
+    if not isinstance(description, str):
+        return f"description must be a str, got {type(description).__name__}"
+    withheld: Any = executor.agent_withheld
+    if not isinstance(withheld, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in withheld.items()
+    ):
+        return "agent_withheld must map parameter names to the reason a model is told"
+    session: Any = executor.agent_session_param
+    if not isinstance(session, str) or (session and session not in params):
+        return f"agent_session_param {session!r} is not one of its parameters"
+    return ""
+
+
 def _checked_executor(plugin: str, executor: Any) -> ActionExecutor[Any]:
     if not isinstance(executor, ActionExecutor):
         raise PluginError(
@@ -606,4 +712,23 @@ def _checked_executor(plugin: str, executor: Any) -> ActionExecutor[Any]:
             f"plugin {plugin!r}: executor {executor.action_type!r} declares the reserved "
             f"parameter name(s) {', '.join(sorted(reserved))}"
         )
+    names = set(_param_names(params_type))
+    problem = _agent_problem(executor, names)
+    if problem:
+        raise PluginError(f"plugin {plugin!r}: executor {executor.action_type!r}: {problem}")
+    for flag in executor.cli_flags:
+        problem = _flag_problem(flag, names)
+        if problem:
+            raise PluginError(
+                f"plugin {plugin!r}: executor {executor.action_type!r} has a bad cli_flags "
+                f"entry {flag!r}: {problem}"
+            )
+    try:  # the agent tools, MCP and `omnicron plugins` show it: fail here, alone
+        executor.params_schema()
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {plugin!r}: executor {executor.action_type!r} has parameters without a "
+            f"JSON Schema ({str(exc).strip().splitlines()[-1]}); give such a field "
+            "Annotated[..., msgspec.Meta(extra_json_schema={...})]"
+        ) from exc
     return executor

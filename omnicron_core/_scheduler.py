@@ -26,7 +26,7 @@ from ._errors import (
 from ._limits import JobLimits
 from ._log import get_logger
 from ._models import ExecutionResult, Job, JobStatus, utcnow
-from ._plugins import Registry, RunInfo
+from ._plugins import Registry, RunInfo, notify_each_plugin
 from ._schedule import first_fire, next_fire_after, resolve_zone
 from ._store import Store, StoreConfig
 from ._validation import validate_job, validate_job_async
@@ -242,11 +242,12 @@ class Scheduler:
             self._poke()
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
-        caller = getattr(self.registry.plugin_manager.hook, hook)
-        try:
-            caller(**kwargs)
-        except Exception as exc:  # a notification must never break the scheduler
-            _log.warning("hook.failed", hook=hook, error=f"{type(exc).__name__}: {exc}")
+        # through pluggy, one plugin at a time: a plugin that raises is logged, and neither
+        # the scheduler nor the other plugins' implementations are affected
+        for plugin, exc in notify_each_plugin(self.registry.plugin_manager, hook, **kwargs):
+            _log.warning(
+                "hook.failed", hook=hook, plugin=plugin, error=f"{type(exc).__name__}: {exc}"
+            )
 
     def _changed(self, job: Job, change: str) -> None:
         _log.info(

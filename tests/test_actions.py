@@ -39,6 +39,7 @@ from omnicron_core.config import decode_config
 from omnicron_core.plugin import (
     ActionExecutor,
     ExecutionResult,
+    ParamFlag,
     RunInfo,
     StoreBackendSpec,
     hookimpl,
@@ -141,7 +142,8 @@ def test_copy_never_aliases_params() -> None:
 
 
 def _code_words(source: str) -> list[tuple[int, str]]:
-    """String constants (docstrings excluded) and attribute names of a module's code."""
+    """String constants (docstrings excluded) and every name of a module's code: attributes,
+    variables, arguments, keywords, definitions, imports."""
     tree = ast.parse(source)
     docstrings = {
         id(node.body[0].value)
@@ -158,16 +160,37 @@ def _code_words(source: str) -> list[tuple[int, str]]:
                 out.append((node.lineno, node.value))
         elif isinstance(node, ast.Attribute):
             out.append((node.lineno, node.attr))
+        elif isinstance(node, ast.Name):
+            out.append((node.lineno, node.id))
+        elif isinstance(node, ast.arg | ast.keyword) and node.arg:
+            out.append((node.lineno, node.arg))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            out.append((node.lineno, node.name))
+        elif isinstance(node, ast.alias):
+            out.append((getattr(node, "lineno", 0), node.asname or node.name))
     return out
 
 
+# Names that merely look like a plugin's: the MCP protocol's tools/call, and the agent tool's
+# name (``cron_create``...) that ``Skill.call(tool_name, arguments)`` takes.
+_NOT_PLUGIN_NAMES = {
+    ("omnicron_core/mcp_server.py", "call_tool"),
+    ("omnicron_core/mcp_server.py", "on_call_tool"),
+    ("omnicron_core/mcp_server.py", "to_call_tool_result"),
+    ("omnicron_core/skill/_skill.py", "tool_name"),
+}
+
+
 def test_core_code_names_no_plugin_field() -> None:
-    pattern = re.compile(r"session_id|webhook_|tool_name|tool_params|send_message|call_webhook")
+    pattern = re.compile(
+        r"session_id|webhook_|tool_name|tool_params|send_message|call_webhook|call_tool"
+    )
     offenders = [
         f"{path.relative_to(ROOT)}:{line}: {word!r}"
         for path in (ROOT / "omnicron_core").rglob("*.py")
         for line, word in _code_words(path.read_text())
         if pattern.search(word)
+        and (path.relative_to(ROOT).as_posix(), word) not in _NOT_PLUGIN_NAMES
     ]
     assert offenders == []
 
@@ -288,6 +311,50 @@ async def test_agent_tools_offer_the_params_of_a_third_party_type(registry: Regi
         assert job.content["next_run_at"] == job.content["next_fire_times"][0]
 
 
+class GreetParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(description="Who to greet")]
+    timezone: str = "UTC"
+
+
+class GreetExecutor(ActionExecutor[GreetParams]):
+    action_type = "greet"
+    description = "Greet someone"
+    params_type = GreetParams
+
+    async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+        return ExecutionResult.ok(self.check(job.action).name)
+
+
+async def test_params_named_like_the_tools_own_arguments_are_offered_in_action_params() -> None:
+    """A third-party parameter called ``name`` or ``timezone`` is offered (with its schema
+    and description) inside ``action_params``, and a model that forgets it is told where."""
+
+    class P:
+        @hookimpl
+        def omnicron_action_executors(self) -> list[Any]:
+            return [GreetExecutor()]
+
+    registry = Registry(get_plugin_manager(plugins=[P()]))
+    skill = Skill(SkillConfig(min_interval="0"), store="memory://", registry=registry)
+    create = skill.get_tool("cron_create")
+    assert create is not None
+    nested = create.parameters["properties"]["action_params"]
+    assert "(name, timezone)" in nested["description"]
+    assert nested["properties"]["name"]["description"] == "For greet: Who to greet (required)"
+    assert nested["properties"]["timezone"]["type"] == "string"
+    async with skill:
+        base = {"name": "job", "schedule_interval": "1h", "action_type": "greet"}
+        missing = await skill.call("cron_create", base)
+        assert missing.error == (
+            "greet needs its parameter 'name' inside action_params (a top-level 'name' is "
+            "the job's own)"
+        )
+        made = await skill.call("cron_create", {**base, "action_params": {"name": "bob"}})
+        assert not made.is_error, made.content
+        fired = await skill.call("cron_trigger", {"id": made.content["id"]})
+        assert fired.content["output"] == "bob"
+
+
 def test_plugins_listing_has_descriptions_and_schemas() -> None:
     infos = {i.name: i for i in plugin_infos(get_plugin_manager(plugins=[NotePlugin()]))}
     note = next(i for i in infos.values() if "note" in i.action_types)
@@ -398,6 +465,98 @@ def test_an_executor_without_params_type_is_refused() -> None:
     assert any("has no params_type" in str(e) for e in registry.failures.values())
 
 
+class _Opaque:
+    """A type msgspec can decode with a dec_hook but has no JSON Schema for."""
+
+
+class OpaqueParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    thing: _Opaque | None = None
+
+
+async def test_an_executor_whose_params_have_no_json_schema_is_isolated() -> None:
+    """The agent tools, MCP and ``omnicron plugins`` show every executor's schema: one that has
+    none is refused when it registers (naming the plugin and the fix), not when an agent asks."""
+
+    class Opaque(ActionExecutor[OpaqueParams]):
+        action_type = "opaque"
+        params_type = OpaqueParams
+
+        async def execute(self, job: Job, run: RunInfo) -> ExecutionResult:
+            return ExecutionResult.ok()
+
+    class P:
+        @hookimpl
+        def omnicron_action_executors(self) -> list[Any]:
+            return [Opaque()]
+
+    pm = get_plugin_manager(plugins=[P()])
+    registry = Registry(pm)
+    assert "opaque" not in registry.executors and "send_message" in registry.executors
+    (failure,) = registry.failures.values()
+    assert "executor 'opaque' has parameters without a JSON Schema" in str(failure)
+    assert "extra_json_schema" in str(failure)
+    skill = Skill(SkillConfig(min_interval="0"), store="memory://", registry=registry)
+    create = skill.get_tool("cron_create")
+    assert create is not None
+    enum = create.parameters["properties"]["action_type"]["enum"]
+    assert "send_message" in enum and "opaque" not in enum
+    assert any("send_message" in i.action_types for i in plugin_infos(pm))
+
+
+@pytest.mark.parametrize(
+    ("flag", "words"),
+    [
+        (ParamFlag("path", "bad flag"), "flag must look like --name"),
+        (ParamFlag("nope", "--nope"), "'nope' is not one of its parameters (path, text, times)"),
+        ("--path", "expected a ParamFlag, got str"),
+    ],
+)
+def test_an_executor_with_a_bad_cli_flag_is_isolated(flag: Any, words: str) -> None:
+    """A bad flag would break ``omnicron jobs add`` for every plugin: the executor is refused
+    when it registers instead, naming what is wrong."""
+
+    class BadFlag(NoteExecutor):
+        action_type = "badflag"
+        cli_flags = (flag,)
+
+    class P:
+        @hookimpl
+        def omnicron_action_executors(self) -> list[Any]:
+            return [BadFlag()]
+
+    registry = Registry(get_plugin_manager(plugins=[P()]))
+    assert "badflag" not in registry.executors and "send_message" in registry.executors
+    (failure,) = registry.failures.values()
+    assert "executor 'badflag' has a bad cli_flags entry" in str(failure)
+    assert words in str(failure)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "words"),
+    [
+        ({"agent_withheld": ["path"]}, "agent_withheld must map parameter names"),
+        ({"agent_session_param": "session"}, "agent_session_param 'session' is not one of"),
+        ({"description": None}, "description must be a str, got NoneType"),
+    ],
+)
+def test_an_executor_the_agent_tools_cannot_show_is_isolated(
+    attrs: dict[str, Any], words: str
+) -> None:
+    bad = type("Bad", (NoteExecutor,), {"action_type": "bad", **attrs})
+
+    class P:
+        @hookimpl
+        def omnicron_action_executors(self) -> list[Any]:
+            return [bad()]
+
+    registry = Registry(get_plugin_manager(plugins=[P()]))
+    assert "bad" not in registry.executors and "send_message" in registry.executors
+    (failure,) = registry.failures.values()
+    assert "executor 'bad': " + words in str(failure)
+    skill = Skill(SkillConfig(min_interval="0"), store="memory://", registry=registry)
+    assert skill.get_tool("cron_create") is not None
+
+
 # -- the plugin-author API -------------------------------------------------------------------
 
 
@@ -420,16 +579,42 @@ def test_plugin_api_exports_exactly_the_intended_names() -> None:
     assert plugin_api.hookimpl is omnicron_core.hookimpl
 
 
+def _core_imports(source: str) -> list[str]:
+    """Every ``omnicron_core`` module or name a source imports, dotted (``omnicron_core._x``,
+    ``omnicron_core.plugin.hookimpl``), from the AST (parenthesised and nested imports too)."""
+    out: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names if a.name.split(".")[0] == "omnicron_core"]
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".")[0] == "omnicron_core"
+        ):
+            out += [f"{node.module}.{a.name}" for a in node.names]
+    return out
+
+
 def test_no_plugin_imports_a_private_core_module() -> None:
     sources = [
         *ROOT.glob("plugins/*/omnicron_*/**/*.py"),
         *ROOT.glob("examples/plugins/*/**/*.py"),
     ]
     assert sources
-    # omnicron_core.plugin is the plugin author's API, omnicron_core.testing its test kits
-    private = re.compile(r"omnicron_core\._|from omnicron_core\.(?!plugin\b|testing\b)\w+ import")
-    offenders = [str(p.relative_to(ROOT)) for p in sources if private.search(p.read_text())]
+    offenders = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in sources
+        for name in _core_imports(p.read_text())
+        if any(part.startswith("_") for part in name.split("."))
+        # omnicron_core.plugin is the plugin author's API, omnicron_core.testing its test kits
+        or not name.startswith(("omnicron_core.plugin.", "omnicron_core.testing."))
+    ]
     assert offenders == []
+    # the check sees what it must refuse
+    assert _core_imports("from omnicron_core import (\n    _models,\n)") == [
+        "omnicron_core._models"
+    ]
+    assert _core_imports("import omnicron_core._plugins as p") == ["omnicron_core._plugins"]
 
 
 # -- stores written before this change -------------------------------------------------------

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     subprocess.run(
-        [str(path / "bin" / "python"), "-m", "pip", "install", "-q", str(ROOT), str(EXAMPLE)],
+        [str(path / "bin" / "python"), "-m", "pip", "install", "-q", f"{ROOT}[mcp]", str(EXAMPLE)],
         check=True,
         env=env,
         cwd=ROOT,
@@ -175,3 +176,134 @@ def test_cli_uses_the_plugins_flags_and_generic_params(venv: Path, tmp_path: Pat
     assert "action.path: invalid action: path must stay inside the root directory" in bad.stderr
     listed = omnicron(venv, "jobs", "list", "-c", str(path), "--json", cwd=tmp_path)
     assert sorted(j["id"] for j in json.loads(listed.stdout)) == ["f", "g"]
+
+
+# A host program run by the virtualenv's own python: the public API and the agent tools.
+HOST_SCRIPT = r"""
+import asyncio, json, sys
+from omnicron_core import (
+    Action, Job, JobValidationError, Registry, Schedule, Scheduler, SchedulerConfig,
+)
+from omnicron_core.skill import Skill, SkillConfig
+
+root = sys.argv[1]
+out = {}
+
+async def main():
+    registry = Registry(settings={"append_file": {"root": root}})
+    scheduler = Scheduler(SchedulerConfig(registry=registry))
+    try:
+        await scheduler.add_job(Job(id="a", name="a", schedule=Schedule(interval="1h"),
+                                    action=Action("append_file", path="../x", text="t")))
+    except JobValidationError as exc:
+        out["api"] = [exc.field, exc.message]
+    try:
+        await scheduler.add_job(Job(id="b", name="b", schedule=Schedule(interval="1h"),
+                                    action=Action("append_file", params={"path": "x"})))
+    except JobValidationError as exc:
+        out["api_missing"] = [exc.field, exc.message]
+
+    skill = Skill(SkillConfig(min_interval="0"), store="memory://", registry=registry)
+    create = skill.get_tool("cron_create")
+    out["schema"] = create.parameters
+    async with skill:
+        base = {"name": "n", "schedule_interval": "1h", "action_type": "append_file"}
+        bad = await skill.call("cron_create", {**base, "path": "/etc/passwd", "text": "x"})
+        out["skill_bad"] = bad.error
+        typed = await skill.call("cron_create", {**base, "path": "a.txt", "text": 5})
+        out["skill_typed"] = typed.error
+        good = await skill.call("cron_create", {**base, "path": "agent.txt", "text": "hi"})
+        out["skill_good"] = good.content
+        fired = await skill.call("cron_trigger", {"id": good.content["id"]})
+        out["skill_fired"] = fired.content
+
+asyncio.run(main())
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.timeout(900)
+def test_api_and_agent_tools_from_the_pip_install(venv: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNICRON_")}
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", HOST_SCRIPT, str(tmp_path / "notes")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # embedded: silent
+    out = json.loads(proc.stdout)
+    # the API: located on the parameter
+    assert out["api"] == [
+        "action.path",
+        "invalid action: path must stay inside the root directory",
+    ]
+    assert out["api_missing"] == [
+        "action.text",
+        "invalid action: text is required for append_file action",
+    ]
+    # the agent tools: the type is offered with its Struct's schema and its description
+    props = out["schema"]["properties"]
+    assert props["action_type"]["enum"] == ["append_file"]
+    assert (
+        "append_file: Append text to a file under the configured root directory"
+        in props["action_type"]["description"]
+    )
+    assert props["path"]["type"] == "string"
+    assert "File to append to, relative to the root" in props["path"]["description"]
+    assert props["newline"]["type"] == "boolean"
+    assert out["skill_bad"] == "add job: invalid action: path must stay inside the root directory"
+    assert out["skill_typed"] == "parameter 'text' must be a string, got integer (5)"
+    assert out["skill_fired"]["success"] is True
+    assert (tmp_path / "notes" / "agent.txt").read_text() == "hi\n"
+
+
+def _payload(result: Any) -> Any:
+    (content,) = result.content
+    assert content.type == "text"
+    return json.loads(content.text)
+
+
+@pytest.mark.timeout(900)
+async def test_omnicron_mcp_over_stdio_offers_the_third_party_type(
+    venv: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("mcp")
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNICRON_")}
+    params = StdioServerParameters(
+        command=str(venv / "bin" / "omnicron"),
+        args=[
+            "mcp", "--store", f"sqlite:///{tmp_path / 'jobs.db'}", "--timezone", "UTC",
+            "--skill-setting", "min_interval=0",
+            "--plugin-setting", f"append_file.root={tmp_path / 'notes'}",
+        ],
+        cwd=str(tmp_path),
+        env=env,
+    )  # fmt: skip
+    with (tmp_path / "server.log").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as streams, ClientSession(*streams) as s:
+            await s.initialize()
+            tools = {t.name: t for t in (await s.list_tools()).tools}
+            props = tools["cron_create"].input_schema["properties"]
+            assert props["action_type"]["enum"] == ["append_file"]
+            assert "Append text to a file" in props["action_type"]["description"]
+            assert props["text"]["type"] == "string"
+            assert "Text to append" in props["text"]["description"]
+            base = {"name": "n", "schedule_interval": "1h", "action_type": "append_file"}
+            bad = await s.call_tool("cron_create", {**base, "path": "../up.txt", "text": "x"})
+            assert bad.is_error
+            assert _payload(bad) == {
+                "error": "add job: invalid action: path must stay inside the root directory"
+            }
+            good = await s.call_tool("cron_create", {**base, "path": "m.txt", "text": "mcp"})
+            assert not good.is_error, good.content
+            job_id = _payload(good)["id"]
+            fired = await s.call_tool("cron_trigger", {"id": job_id})
+            assert _payload(fired)["success"] is True
+    assert (tmp_path / "notes" / "m.txt").read_text() == "mcp\n"

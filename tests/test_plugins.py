@@ -144,6 +144,59 @@ def test_misspelled_hookimpl_is_refused(fake_distributions: list[FakeDist]) -> N
         get_plugin_manager(strict=True)
 
 
+def test_a_hook_another_plugin_adds_is_known_whatever_the_load_order(
+    fake_distributions: list[FakeDist],
+) -> None:
+    """A tools provider whose distribution comes before the tool plugin's (which adds the
+    ``omnicron_tools`` hook) loads; neither it nor a plugin in between is blamed."""
+    import omnicron_tool
+
+    @hookimpl
+    def omnicron_tools() -> list[Any]:
+        return []
+
+    @hookimpl
+    def omnicron_action_executors(context: Any) -> list[ActionExecutor]:
+        return [EchoExecutor()]
+
+    fake_distributions.extend(
+        [
+            FakeDist(
+                "aaa-tools", [FakeEntryPoint("aaa", _module("aaa", omnicron_tools=omnicron_tools))]
+            ),
+            FakeDist(
+                "omnicron-echo",
+                [
+                    FakeEntryPoint(
+                        "echo",
+                        _module("echo_plugin", omnicron_action_executors=omnicron_action_executors),
+                    )
+                ],
+            ),
+            FakeDist("omnicron-tool", [FakeEntryPoint("tool", omnicron_tool)]),
+        ]
+    )
+    pm = get_plugin_manager()
+    assert pm.load_failures == []
+    assert pm.has_plugin("aaa") and pm.has_plugin("echo") and pm.has_plugin("tool")
+    assert set(Registry(pm).executors) == {"echo_action", "call_tool"}
+
+
+def test_a_host_plugin_of_a_plugin_added_hook_breaks_no_entry_point_plugin() -> None:
+    """``get_plugin_manager(plugins=[host])`` registers the host before the entry points:
+    its ``omnicron_tools`` is checked once the tool plugin has added that hook, and is not
+    blamed on whichever plugin loads next."""
+
+    class HostTools:
+        @hookimpl
+        def omnicron_tools(self) -> list[Any]:
+            return []
+
+    pm = get_plugin_manager(plugins=[HostTools()])
+    assert pm.load_failures == []
+    assert {"call_tool", "call_webhook", "send_message"} <= set(Registry(pm).executors)
+
+
 def test_disable_list_from_environment(
     fake_distributions: list[FakeDist], monkeypatch: pytest.MonkeyPatch
 ) -> None:

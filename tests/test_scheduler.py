@@ -661,6 +661,57 @@ async def test_a_failing_hook_does_not_break_the_scheduler(make: Callable[..., S
     assert any(e["event"] == "hook.failed" for e in logs)
 
 
+async def test_a_failing_hook_does_not_keep_other_plugins_from_hearing(
+    make: Callable[..., Scheduler],
+) -> None:
+    """Notifications go through pluggy one plugin at a time: a plugin that raises (whichever
+    pluggy calls first) is logged with its name; the others still get every event."""
+    heard: list[str] = []
+
+    class Good:
+        @hookimpl
+        def omnicron_job_changed(self, job: Job, change: str) -> None:
+            heard.append(change)
+
+        @hookimpl
+        def omnicron_job_ran(self, job: Job, result: ExecutionResult) -> None:
+            heard.append(f"ran:{result.success}")
+
+    class Bad:
+        @hookimpl
+        def omnicron_job_changed(self, job: Job, change: str) -> None:
+            raise RuntimeError("hook bug")
+
+        @hookimpl
+        def omnicron_job_ran(self, job: Job, result: ExecutionResult) -> None:
+            raise RuntimeError("hook bug")
+
+    wrapped: list[str] = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def omnicron_job_changed(self, job: Job, change: str) -> Any:
+            wrapped.append(change)
+            return (yield)
+
+    for plugins in ([Good(), Bad()], [Bad(), Good()]):
+        heard.clear()
+        wrapped.clear()
+        pm = get_plugin_manager(plugins=[])
+        for plugin in (*plugins, Wrapper()):
+            pm.register(plugin, name=type(plugin).__name__)
+        s = make(Recorder(), registry=Registry(pm))
+        with capture_logs() as logs:
+            await s.add_job(msg_job("a", Schedule(cron="0 9 * * *")))
+            await s.trigger_job("a")
+            await s.remove_job("a")
+        assert heard == ["added", "ran:True", "removed"]
+        failed = [e for e in logs if e["event"] == "hook.failed"]
+        assert len(failed) == 3 and {e["plugin"] for e in failed} == {"Bad"}
+        # a wrapper sees the call of each plugin, and is not called on its own
+        assert wrapped == ["added", "added", "removed", "removed"]
+
+
 async def test_caller_mutation_after_add_does_not_reach_store(
     make: Callable[..., Scheduler],
 ) -> None:

@@ -456,7 +456,7 @@ async def test_call_tool_checks_the_tool_and_its_params(skill: Skill) -> None:
             "cron_update",
             '{"id": "x"}',
             "nothing to update: give the fields to change besides id (e.g. name, "
-            "schedule_cron, message)",
+            "schedule_cron, or an action parameter)",
         ),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from .._models import (
 )
 from .._plugins import ActionExecutor, ParamFlag, Registry, get_plugin_manager
 from .._schedule import iter_fire_times
-from ..config import Config
+from ..config import Config, load_effective_config
 from ..runtime import Runtime, is_declared
 from ._common import (
     config_option,
@@ -40,6 +41,7 @@ from ._common import (
     load,
     plain_lines,
     print_table,
+    resolve_config_path,
     run_async,
     safe_json,
     say,
@@ -337,10 +339,46 @@ def _overlay(base: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
 # -- action flags derived from the installed executors -------------------------------------
 
 
-@functools.cache
+_EXECUTORS_KEY = "omnicron.cli.executors"
+
+
 def _installed_executors() -> dict[str, ActionExecutor[Any]]:
-    """The installed executors (with default settings): their flags and parameter types."""
-    return Registry(get_plugin_manager()).executors_built()
+    """The installed executors built with the plugin settings of the command's config (its
+    ``-c``, else ``OMNICRON_CONFIG``, else ``./omnicron.toml``): their flags and parameter
+    types. Default settings when there is no config or it does not load (the command reports
+    that itself)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and _EXECUTORS_KEY in ctx.meta:
+        return cast(dict[str, ActionExecutor[Any]], ctx.meta[_EXECUTORS_KEY])
+    return _executors_for(None)
+
+
+@functools.cache
+def _executors_for(path: Path | None) -> dict[str, ActionExecutor[Any]]:
+    settings: dict[str, Any] = {}
+    if path is not None:
+        try:
+            settings = dict(load_effective_config(path).plugins)
+        except (ConfigError, OSError):
+            settings = {}
+    return Registry(get_plugin_manager(), settings=settings).executors_built()
+
+
+def _config_arg(args: list[str]) -> Path | None:
+    """The config file a ``jobs add/update`` command line names, as ``-c`` resolves it."""
+    given: str | None = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            given = args[i + 1]
+        elif arg.startswith("--config="):
+            given = arg.partition("=")[2]
+        elif arg.startswith("-c") and len(arg) > 2 and not arg.startswith("--"):
+            given = arg[2:]
+    if given is None:
+        given = os.environ.get("OMNICRON_CONFIG") or None
+    return resolve_config_path(Path(given) if given else None)
 
 
 def _flag_dest(flag: ParamFlag) -> str:
@@ -357,7 +395,12 @@ def _plugin_flags() -> dict[str, tuple[str, ParamFlag]]:
 
 
 class _JobCommand(click.Command):
-    """``jobs add/update``: the core's options plus the flags the installed executors declare."""
+    """``jobs add/update``: the core's options plus the flags the installed executors declare
+    (built with the config's plugin settings)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_EXECUTORS_KEY] = _executors_for(_config_arg(args))
+        return super().parse_args(ctx, args)
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         params = super().get_params(ctx)

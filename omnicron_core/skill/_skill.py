@@ -24,6 +24,7 @@ from ._args import ArgumentError, check_arguments, decode_arguments
 from ._config import SkillConfig
 from ._present import answer_zone, display_zone, job_view, rfc3339, schedule_extras, zone_name
 from ._tools import (
+    SKILL_PARAMS,
     AgentAction,
     SkillTool,
     ToolResult,
@@ -350,6 +351,12 @@ class Skill:
                 given[name] = value
         for name, value in given.items():
             params[name] = dict(value) if isinstance(value, Mapping) else value
+        for name in offered.parameters.get("required", ()):
+            if name in SKILL_PARAMS and name not in params:
+                raise ToolError(
+                    f"{kind} needs its parameter '{name}' inside action_params (a top-level "
+                    f"'{name}' is the job's own)"
+                )
         session_param = offered.session_param
         if session_param and principal and principal.startswith(_SESSION_PREFIX):
             own_session = principal[len(_SESSION_PREFIX) :]
@@ -547,7 +554,7 @@ class Skill:
         if len(args) == 1:
             raise ToolError(
                 "nothing to update: give the fields to change besides id (e.g. name, "
-                "schedule_cron, message)"
+                "schedule_cron, or an action parameter)"
             )
         job = await self._find(args["id"], principal, "update job")
         schedule = self._schedule_from(args, job.schedule)

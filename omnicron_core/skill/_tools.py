@@ -178,6 +178,8 @@ class ActionParams:
     withheld: dict[str, str]
     #: Whether some parameter is reachable only through ``action_params``.
     needs_nested: bool
+    #: Those parameters: name -> schema (with "for <type>" and "(required)" in its description).
+    nested: dict[str, Any] = field(default_factory=dict)
 
 
 def merge_action_params(actions: Sequence[AgentAction], config: SkillConfig) -> ActionParams:
@@ -185,16 +187,21 @@ def merge_action_params(actions: Sequence[AgentAction], config: SkillConfig) -> 
     owners: dict[str, list[str]] = {}
     withheld: dict[str, str] = {}
     needs_nested = False
+    nested: dict[str, Any] = {}
+    nested_owners: dict[str, list[str]] = {}
     for action in actions:
         for name, spec in action.parameters.get("properties", {}).items():
             if name in action.withheld and name not in config.allow_params:
                 withheld.setdefault(name, action.withheld[name])
                 continue
+            target = props
             if name in SKILL_PARAMS:
                 needs_nested = True
-                continue
-            owners.setdefault(name, []).append(action.type)
-            if name in props:
+                target = nested
+                nested_owners.setdefault(name, []).append(action.type)
+            else:
+                owners.setdefault(name, []).append(action.type)
+            if name in target:
                 continue
             item = _optional_collapsed(spec)
             item.pop("default", None)
@@ -211,12 +218,13 @@ def merge_action_params(actions: Sequence[AgentAction], config: SkillConfig) -> 
             allowed = config.allowed_values.get(name)
             if allowed is not None and item.get("type") == "string":
                 item["enum"] = list(allowed)
-            props[name] = item
-    for name, kinds in owners.items():
-        if len(actions) > 1:
-            text = props[name].get("description", "")
-            props[name]["description"] = f"For {', '.join(kinds)}: {text}".rstrip(": ")
-    return ActionParams(props, owners, withheld, needs_nested)
+            target[name] = item
+    for table, who in ((props, owners), (nested, nested_owners)):
+        for name, kinds in who.items():
+            if len(actions) > 1 or table is nested:
+                text = table[name].get("description", "")
+                table[name]["description"] = f"For {', '.join(kinds)}: {text}".rstrip(": ")
+    return ActionParams(props, owners, withheld, needs_nested, nested)
 
 
 def _optional_collapsed(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -270,8 +278,10 @@ def _create_properties(
     if merged.needs_nested:
         props["action_params"] = {
             "type": "object",
-            "description": "Action parameters as an object (for parameters whose names are "
-            "also names of this tool's own arguments)",
+            "description": "Action parameters as an object, for the parameters whose names "
+            f"are also names of this tool's own arguments ({', '.join(merged.nested)}); the "
+            "others may go here too",
+            "properties": merged.nested,
         }
     return props
 

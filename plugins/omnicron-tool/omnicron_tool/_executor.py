@@ -22,7 +22,7 @@ from omnicron_core.plugin import (
 
 from ._builtins import BUILTIN_TOOLS
 from ._settings import ToolSettings
-from ._tool import ParamsError, Tool, get_tools
+from ._tool import ParamsError, Tool, ToolProblem, find_tools, get_tools
 
 __all__ = ["ToolExecutor", "ToolParams", "is_builtin"]
 
@@ -68,10 +68,16 @@ class ToolExecutor(ActionExecutor[ToolParams]):
         self.plugin_manager = plugin_manager
 
     def registered_tools(self) -> dict[str, Tool]:
-        """Every tool the plugins provide, allowed or not."""
+        """Every tool the plugins provide, allowed or not (a broken provider's are left out,
+        and logged with the plugin's name)."""
         if self.plugin_manager is None:
             return {tool.name: tool for tool in BUILTIN_TOOLS}
         return get_tools(self.plugin_manager)
+
+    def _problems(self) -> dict[str, ToolProblem]:
+        if self.plugin_manager is None:
+            return {}
+        return find_tools(self.plugin_manager)[1]
 
     def is_allowed(self, tool: Tool) -> bool:
         """Whether jobs may call ``tool`` under these settings."""
@@ -96,8 +102,16 @@ class ToolExecutor(ActionExecutor[ToolParams]):
         allowed = ", ".join(n for n, t in sorted(registered.items()) if self.is_allowed(t))
         tool = registered.get(name)
         if tool is None:
+            problems = self._problems()
+            if name in problems:  # two plugins provide it
+                raise JobValidationError(problems[name].message, field="action.tool_name")
+            broken = "".join(
+                f"; not loaded: {p.message}"
+                for p in problems.values()
+                if p.event == "tool.provider_failed"
+            )
             raise JobValidationError(
-                f"unknown tool {name!r}; allowed tools: {allowed or 'none'}",
+                f"unknown tool {name!r}; allowed tools: {allowed or 'none'}{broken}",
                 field="action.tool_name",
             )
         if not self.is_allowed(tool):

@@ -14,9 +14,11 @@ import pluggy
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
-from omnicron_core.plugin import PluginError, call_each_plugin
+from omnicron_core.plugin import call_each_plugin, get_logger
 
-__all__ = ["FORMAT_CHECKER", "ParamsError", "Tool", "get_tools"]
+__all__ = ["FORMAT_CHECKER", "ParamsError", "Tool", "ToolProblem", "find_tools", "get_tools"]
+
+_log = get_logger("omnicron.tool")
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 
@@ -124,33 +126,71 @@ def _plugin_label(impl: pluggy.HookImpl) -> str:
 def get_tools(plugin_manager: pluggy.PluginManager) -> dict[str, Tool]:
     """Every tool the plugins provide through ``omnicron_tools``, by name.
 
-    Raises :class:`~omnicron_core.PluginError` for a non-``Tool`` item or for two tools with
-    one name (naming both plugins). Returns ``{}`` when the tool plugin's hook is not present.
+    A provider that raises or returns something other than a ``Tool`` is left out (logged as
+    ``tool.provider_failed`` with the plugin's name): the other plugins' tools still work. A
+    name two plugins provide is left out too (``tool.name_conflict``, naming both plugins).
+    Returns ``{}`` when the tool plugin's hook is not present.
     """
+    tools, problems = find_tools(plugin_manager)
+    for problem in problems.values():
+        _log.error(problem.event, plugin=problem.plugin, error=problem.message)
+    return tools
+
+
+@dataclass(frozen=True, slots=True)
+class ToolProblem:
+    """Why a plugin's tools (or one tool name) are left out of the registry."""
+
+    event: str
+    plugin: str
+    message: str
+
+
+def find_tools(
+    plugin_manager: pluggy.PluginManager,
+) -> tuple[dict[str, Tool], dict[str, ToolProblem]]:
+    """The tools by name, and what was left out: by plugin name for a broken provider, by
+    tool name for a name two plugins provide. Logs nothing (see :func:`get_tools`)."""
     found: dict[str, Tool] = {}
     owners: dict[str, str] = {}
+    problems: dict[str, ToolProblem] = {}
+    conflicts: set[str] = set()
     labels = {impl.plugin_name: _plugin_label(impl) for impl in _impls(plugin_manager)}
-    # Registration order (not pluggy's LIFO call order) so that errors read naturally.
+    # Registration order (not pluggy's LIFO call order) so that messages read naturally.
     for res in call_each_plugin(plugin_manager, "omnicron_tools"):
         owner = labels.get(res.plugin_name, res.plugin_name)
         if res.error is not None:
-            raise PluginError(
+            problems[res.plugin_name] = ToolProblem(
+                "tool.provider_failed",
+                owner,
                 f"plugin {owner!r} failed in omnicron_tools: {type(res.error).__name__}: "
-                f"{res.error}"
-            ) from res.error
+                f"{res.error}",
+            )
+            continue
+        wrong = [t for t in res.items if not isinstance(t, Tool)]
+        if wrong:
+            problems[res.plugin_name] = ToolProblem(
+                "tool.provider_failed",
+                owner,
+                f"plugin {owner!r} returned {type(wrong[0]).__name__} from omnicron_tools; "
+                "expected omnicron_tool.Tool",
+            )
+            continue
         for tool in res.items:
-            if not isinstance(tool, Tool):
-                raise PluginError(
-                    f"plugin {owner!r} returned {type(tool).__name__} from omnicron_tools; "
-                    "expected omnicron_tool.Tool"
-                )
+            if tool.name in conflicts:
+                continue
             if tool.name in found:
-                raise PluginError(
-                    f"tool {tool.name!r} is provided by both {owners[tool.name]!r} and {owner!r}"
+                problems[tool.name] = ToolProblem(
+                    "tool.name_conflict",
+                    owner,
+                    f"tool {tool.name!r} is provided by both {owners[tool.name]!r} and {owner!r}",
                 )
+                conflicts.add(tool.name)
+                del found[tool.name]
+                continue
             found[tool.name] = tool
             owners[tool.name] = owner
-    return found
+    return found, problems
 
 
 def _impls(plugin_manager: pluggy.PluginManager) -> list[pluggy.HookImpl]:

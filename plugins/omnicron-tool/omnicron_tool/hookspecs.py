@@ -18,7 +18,8 @@ def omnicron_tools() -> Iterable[Tool]:  # type: ignore[empty-body]
     """Return the tools this plugin or host application provides to ``call_tool`` jobs.
 
     Every implementation is called; the tool registry (:func:`omnicron_tool.get_tools`) merges
-    the results and refuses two tools with one name, naming both plugins. A tool from this hook
+    the results. A plugin that raises or returns a non-``Tool`` is left out and logged with its
+    name; a name two plugins provide is left out (jobs calling it fail naming both plugins). A tool from this hook
     still runs only if ``[plugins.tool] allow`` lists it (the built-ins ``echo`` and ``now`` are
     allowed by default). The hook is called when a job is validated and before each run, so
     return descriptors that are cheap to build (module-level constants are best).

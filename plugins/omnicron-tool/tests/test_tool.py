@@ -10,13 +10,13 @@ from typing import Any
 import omnicron_tool
 import pytest
 from omnicron_tool import BUILTIN_TOOLS, Tool, ToolExecutor, ToolSettings, get_tools, load_settings
+from structlog.testing import capture_logs
 
 from omnicron_core import (
     Action,
     ConfigError,
     Job,
     JobValidationError,
-    PluginError,
     Registry,
     RunInfo,
     get_plugin_manager,
@@ -140,28 +140,64 @@ def test_host_tools_are_registered_through_the_hook() -> None:
     assert tools["shout"].parameters == TEXT_SCHEMA
 
 
-def test_duplicate_tool_names_are_refused_naming_both_plugins() -> None:
-    pm = get_plugin_manager(plugins=[HostTools(tool("echo", shout))])
-    with pytest.raises(PluginError) as info:
-        get_tools(pm)
-    assert "tool 'echo' is provided by both" in str(info.value)
-    assert "'tool'" in str(info.value) and "HostTools" in str(info.value)
+def test_a_tool_name_two_plugins_provide_is_left_out_naming_both() -> None:
+    pm = get_plugin_manager(plugins=[HostTools(tool("echo", shout), tool("shout", shout))])
+    with capture_logs() as logs:
+        tools = get_tools(pm)
+    assert "echo" not in tools and "now" in tools and "shout" in tools
+    (event,) = [e for e in logs if e["event"] == "tool.name_conflict"]
+    assert "tool 'echo' is provided by both" in event["error"]
+    assert "'tool'" in event["error"] and "HostTools" in event["error"]
 
 
-async def test_duplicate_tool_fails_a_run_instead_of_raising() -> None:
-    ex = executor(None, HostTools(tool("echo", shout)))
+async def test_a_duplicate_tool_fails_its_runs_only() -> None:
+    ex = executor(None, HostTools(tool("echo", shout), tool("shout", shout)))
     result = await ex.execute(job("echo", {"text": "x"}), RUN)
     assert not result.success and "provided by both" in result.error
+    assert (await ex.execute(job("shout", {"text": "x"}), RUN)).output["result"] == "X!"
+    assert (await ex.execute(job("now", {}), RUN)).success
 
 
-def test_hook_returning_a_non_tool_is_refused() -> None:
-    class Bad:
-        @hookimpl
-        def omnicron_tools(self) -> list[object]:
-            return [{"name": "x"}]
+class Raising:
+    @hookimpl
+    def omnicron_tools(self) -> list[Tool]:
+        raise RuntimeError("provider exploded")
 
-    with pytest.raises(PluginError, match="returned dict from omnicron_tools"):
-        get_tools(get_plugin_manager(plugins=[Bad()]))
+
+class Wrong:
+    @hookimpl
+    def omnicron_tools(self) -> list[object]:
+        return [{"name": "x"}]
+
+
+@pytest.mark.parametrize(
+    ("broken", "words"),
+    [
+        (Raising(), "failed in omnicron_tools: RuntimeError: provider exploded"),
+        (Wrong(), "returned dict from omnicron_tools; expected omnicron_tool.Tool"),
+    ],
+)
+async def test_a_broken_tool_provider_is_isolated_and_logged_by_name(
+    broken: object, words: str
+) -> None:
+    pm = get_plugin_manager(plugins=[HOST])
+    pm.register(broken, name="broken-provider")
+    ex = Registry(pm, settings={"tool": {"allow": ["*"]}}).executors["call_tool"]
+    assert isinstance(ex, ToolExecutor)
+    with capture_logs() as logs:
+        result = await ex.execute(job("shout", {"text": "still"}), RUN)
+    assert result.success and result.output["result"] == "STILL!"
+    assert set(get_tools(pm)) >= {"echo", "now", "shout"}
+    logged = [e for e in logs if e["event"] == "tool.provider_failed"]
+    assert logged and all(
+        e["plugin"] == "broken-provider" and words in e["error"] and e["log_level"] == "error"
+        for e in logged
+    )
+    # a job naming a tool that is not there hears why some tools are missing
+    with pytest.raises(JobValidationError) as info:
+        ex.validate(ex.decode_params(Action("call_tool", tool_name="gone")))
+    assert "unknown tool 'gone'" in info.value.message
+    assert f"not loaded: plugin 'broken-provider' {words.split(':')[0]}" in info.value.message
 
 
 @pytest.mark.parametrize(
