@@ -129,6 +129,8 @@ def om_action(oc: Any) -> Any:
 
 def om_scheduler(oc: Any, url: str, handler: Any, **kw: Any) -> Any:
     store = oc.Store(oc.StoreConfig(url=url))
+    if os.environ.get("OMNICRON_BENCH_NO_HISTORY"):  # measure the fire path without history
+        type(store.backend).keeps_history = False
     return oc.Scheduler(oc.SchedulerConfig(store=store, handler=handler, location="UTC", **kw))
 
 
@@ -555,7 +557,74 @@ async def build(impl: str, params: dict[str, Any]) -> dict[str, Any]:
     return await build_scale_db(params["n"], Path(params["db"]))
 
 
-SCENARIOS = {"fires": fires, "adds": adds, "lateness": lateness, "scale": scale, "build": build}
+async def history(impl: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Retention under load: ``n`` interval jobs firing every ``every`` on a SQLite file for
+    ``seconds``, with ``keep`` records per job and a pruning pass every ``prune`` seconds.
+    Samples the size of the history table once a second; omnicron only."""
+    if impl != "omnicron":
+        return {"skipped": "omnicron only"}
+    oc = om_imports()
+    n, keep, seconds = params["n"], params["keep"], params["seconds"]
+    db = tmp_db("history")
+
+    async def handler(job: Any) -> Any:
+        return oc.ExecutionResult.ok()
+
+    sched = om_scheduler(
+        oc,
+        f"sqlite:///{db}",
+        handler,
+        history_keep=keep,
+        history_max_age=None,
+        history_prune_interval=params["prune"],
+    )
+    box = om_count_ran(oc, sched)
+    created = datetime.now(UTC)
+    jobs = []
+    for i in range(n):
+        job = oc.new_job(
+            f"h{i:05d}", "h", oc.Schedule(interval=oc.Duration(params["every"])), om_action(oc)
+        )
+        job.created_at = created
+        jobs.append(job)
+    await sched.add_jobs(jobs)
+    await sched.start()
+    sizes: list[int] = []
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        await asyncio.sleep(1.0)
+        sizes.append(await sched.store.count_runs())
+    await sched.stop()
+    await sched.prune_history()
+    final = await sched.store.count_runs()
+    written = 0
+    for job in await sched.store.list():
+        c = job.counts
+        if c is not None:
+            written += c.started + c.skipped + c.missed + c.retried
+    await sched.store.close()
+    half = len(sizes) // 2
+    return {
+        "n": n,
+        "keep": keep,
+        "runs": box["n"],
+        "records_written": written,
+        "sizes": sizes,
+        "max_records": max(sizes, default=0),
+        "after_prune": final,
+        # no upward trend: the second half of the run peaks no higher than the first (+25 %)
+        "bounded": max(sizes[half:], default=0) <= 1.25 * max(sizes[:half], default=0),
+    }
+
+
+SCENARIOS = {
+    "fires": fires,
+    "adds": adds,
+    "lateness": lateness,
+    "scale": scale,
+    "build": build,
+    "history": history,
+}
 
 
 def main() -> None:

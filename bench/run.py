@@ -40,6 +40,9 @@ def sizes(quick: bool) -> dict[str, Any]:
             "late_s": 8,
             "late_reps": 1,
             "scale_n": 100_000,
+            "history_reps": 3,
+            "history_n": 500,
+            "history_s": 10,
         }
     return {
         "reps": 3,
@@ -52,15 +55,29 @@ def sizes(quick: bool) -> dict[str, Any]:
         "late_s": 30,
         "late_reps": 1,
         "scale_n": 1_000_000,
+        "history_reps": 5,
+        "history_n": 1_000,
+        "history_s": 30,
     }
 
 
-def run_worker(scenario: str, impl: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+def run_worker(
+    scenario: str,
+    impl: str,
+    params: dict[str, Any],
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     cmd = [sys.executable, str(WORKER), scenario, impl, json.dumps(params)]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd=BENCH.parent
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=BENCH.parent,
+            env={**os.environ, **env} if env else None,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {timeout:.0f}s"}
@@ -393,6 +410,52 @@ def sc_scale(cfg: dict[str, Any], table: Table, raw: dict[str, Any], log: Any) -
         )
 
 
+def sc_history(cfg: dict[str, Any], table: Table, raw: dict[str, Any], log: Any) -> None:
+    """Run history (issue 10): what writing it costs the persistent fire path, and whether
+    retention keeps the table bounded under load. omnicron only."""
+    n = cfg["pfires_n"]
+    params = {"n": n, "store": "sqlite", "lead": 2.0}
+    with_h: list[dict[str, Any]] = []
+    without: list[dict[str, Any]] = []
+    for rep in range(cfg["history_reps"]):
+        runs = [("with", None), ("without", {"OMNICRON_BENCH_NO_HISTORY": "1"})]
+        for label, env in runs if rep % 2 == 0 else runs[::-1]:
+            r = run_worker("fires", "omnicron", params, 300, env)
+            log(f"  history    {label:<12} rep {rep + 1}: " + short(r))
+            (with_h if env is None else without).append(r)
+    raw["history_cost"] = {"with": with_h, "without": without}
+    a, b = med(with_h, "fires_per_s_done"), med(without, "fires_per_s_done")
+    table.add(
+        f"6 history, fires {n:,} sqlite",
+        "fires/s with history writes / without",
+        a,
+        b,
+        higher_better=True,
+        target=">= 0.75x",
+        passed=bool(a >= 0.75 * b),
+    )
+    soak = {
+        "n": cfg["history_n"],
+        "keep": 5,
+        "seconds": cfg["history_s"],
+        "every": "100ms",
+        "prune": 1.0,
+    }
+    r = run_worker("history", "omnicron", soak, 120 + soak["seconds"] * 4)
+    log("  retention: " + short(r))
+    raw["history_retention"] = r
+    table.add(
+        f"6 history retention, {soak['n']:,} jobs x 10/s, keep 5",
+        "max records in the table (info: keep x jobs = "
+        f"{soak['n'] * 5:,}, plus one prune interval of writes)",
+        r.get("max_records", 0),
+        None,
+        higher_better=False,
+        target="no upward trend",
+        passed=bool(r.get("bounded")),
+    )
+
+
 SCENARIOS = {
     "burst": sc_burst,
     "logging": sc_logging,
@@ -400,6 +463,7 @@ SCENARIOS = {
     "pfires": sc_pfires,
     "lateness": sc_lateness,
     "scale": sc_scale,
+    "history": sc_history,
 }
 
 

@@ -7,7 +7,13 @@ across scheduler processes (one transaction with ``SELECT ... FOR UPDATE SKIP LO
 an embedded backend does it in one local transaction.
 
 Ownership rule: a backend never keeps a reference to a Job it was given and never hands out
-one it keeps; every Job it returns is the caller's to mutate.
+one it keeps; every Job it returns is the caller's to mutate. The same holds for RunRecords.
+
+Run history (issue 10; /work/coord/history-interface.md). A backend that keeps it sets
+``keeps_history = True`` and implements the four ``*_runs``/``history`` methods, and accepts
+``runs=`` on :meth:`claim_due` and :meth:`update_many`: the run records travel in the same
+transaction as the job state they belong to. The Scheduler passes ``runs`` only to a backend
+that keeps history, so a third-party backend written before it still works (without history).
 
 The author guide is ``docs/stores.md``; ``omnicron_core.testing.StoreBackendContract`` checks
 a backend against this contract.
@@ -24,6 +30,7 @@ from typing import Any
 
 from ._errors import StoreError
 from ._models import Job, JobStatus
+from ._runs import RunOutcome, RunRecord, RunWrites
 
 __all__ = ["JobPatch", "StoreBackend", "StoreBackendSpec"]
 
@@ -112,7 +119,13 @@ class StoreBackend(abc.ABC):
 
     @abc.abstractmethod
     async def claim_due(
-        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+        self,
+        now: datetime,
+        limit: int,
+        mark: Callable[[Job], Job],
+        *,
+        owner: str = "",
+        runs: RunWrites | None = None,
     ) -> builtins.list[Job]:
         """Atomically take up to ``limit`` enabled jobs whose ``next_run_at <= now``, earliest
         first: apply ``mark`` to each (it sets ``status=running`` and the next fire time),
@@ -120,12 +133,73 @@ class StoreBackend(abc.ABC):
         until it is written back ``enabled``. ``owner`` identifies the claiming scheduler
         (``host:pid``): a shared backend records it on the runs it leases, so that
         :meth:`recover_running` can tell its own runs from another live scheduler's; embedded
-        backends ignore it."""
+        backends ignore it.
+
+        ``runs`` (only passed when ``keeps_history``): ``mark`` appends run records to it;
+        the backend writes them in the same transaction, after every ``mark`` and before
+        the commit, as :class:`RunWrites` describes (an ``insert`` whose ``run_id`` exists
+        is skipped and its id added to ``runs.rejected``)."""
 
     @abc.abstractmethod
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
+    async def update_many(
+        self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
+    ) -> builtins.list[Job]:
         """Apply ``patch`` to the current stored version of each job, atomically per job, and
-        write back those it returns; returns the written jobs. Unknown ids are skipped."""
+        write back those it returns; returns the written jobs. Unknown ids are skipped.
+
+        ``runs``: as for :meth:`claim_due`; written in the same transaction as the jobs
+        (all of it, even when no patch returned a job, and with ``job_ids`` empty)."""
+
+    # -- run history (issue 10) -----------------------------------------------------------
+
+    #: True when this backend implements the run-history methods below.
+    keeps_history: bool = False
+
+    async def write_runs(self, runs: RunWrites) -> None:
+        """Write run records alone (one transaction): ``update_many([], ..., runs=runs)``."""
+        await self.update_many([], lambda job: None, runs=runs)
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 20,
+        before: int | None = None,
+        outcome: RunOutcome | None = None,
+    ) -> builtins.list[RunRecord]:
+        """The job's records, newest first (by ``seq``, insertion order), at most ``limit``;
+        only those with ``seq < before`` when ``before`` is given (the paging cursor: pass
+        the last record's ``seq``), only those with ``outcome`` when given. Records outlive
+        their job: they are read by id even after the job is deleted."""
+        raise StoreError(f"{type(self).__name__} keeps no run history")
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """One record by ``run_id``, or ``None``."""
+        raise StoreError(f"{type(self).__name__} keeps no run history")
+
+    async def count_runs(self, job_id: str | None = None) -> int:
+        """How many records are stored (for ``job_id``, if given)."""
+        raise StoreError(f"{type(self).__name__} keeps no run history")
+
+    async def running_runs(self, limit: int, *, owner: str = "") -> builtins.list[RunRecord]:
+        """Up to ``limit`` records still ``running``, oldest first (``seq``): what start-up
+        recovery marks ``interrupted``. A shared backend returns only those whose run lease
+        expired (or whose ``owner`` is the caller's, after a restart)."""
+        raise StoreError(f"{type(self).__name__} keeps no run history")
+
+    async def prune_runs(
+        self,
+        *,
+        job_ids: Sequence[str] = (),
+        keep_last: int | None = None,
+        older_than: datetime | None = None,
+        limit: int = 1000,
+    ) -> int:
+        """Delete at most ``limit`` finished records (never a ``running`` one): for each job
+        in ``job_ids``, those beyond its newest ``keep_last`` (by ``seq``); and, of any job,
+        those with ``recorded_at < older_than``. Returns how many were deleted; the caller
+        calls again while that equals ``limit`` (bounded batches, no long transaction)."""
+        raise StoreError(f"{type(self).__name__} keeps no run history")
 
     @abc.abstractmethod
     async def unscheduled(self, limit: int) -> builtins.list[Job]:

@@ -12,6 +12,7 @@ import msgspec
 
 from ._duration import Duration, format_go_duration, parse_go_duration
 from ._errors import JobValidationError
+from ._runs import PauseNote, PendingFire, Policy, RunCounts
 
 __all__ = [
     "Action",
@@ -219,6 +220,30 @@ class Job(_Base):
     run_count: int = 0
     last_error: str = ""
     metadata: dict[str, Any] | None = None
+    # -- omnicron's extensions (issue 10); omitted at their defaults --------------------
+    #: Schedule policies (overlap, catch-up, jitter, bounds, timeout, retries).
+    policy: Policy | None = None
+    #: Set while paused (``disable_job(note=...)``): who, when, why.
+    pause: PauseNote | None = None
+    #: Why the job stopped for good (``end_at`` passed, ``max_runs`` reached); it is then
+    #: disabled, not deleted.
+    finished: str = ""
+    #: The nominal fire time of ``next_run_at`` when jitter moved ``next_run_at`` later.
+    next_fire_at: AwareDatetime | None = None
+    #: The fires whose runs hold the job now (one while ``status`` is ``running``; under an
+    #: overlap policy other than ``skip`` the job stays ``enabled`` and holds up to
+    #: ``policy.concurrency``). A crash leaves them here, so start-up recovery records them
+    #: ``interrupted``.
+    in_flight: list[PendingFire] | None = None
+    #: Fires waiting for the run in flight (``buffer_one``/``buffer_all``, catch-up ``all``).
+    buffered: list[PendingFire] | None = None
+    #: Totals of the run history (they survive its pruning).
+    counts: RunCounts | None = None
+
+    @property
+    def active_runs(self) -> int:
+        """How many runs of this job are in flight (``len(in_flight)``)."""
+        return len(self.in_flight) if self.in_flight else 0
 
     def is_recurring(self) -> bool:
         """True for cron and interval jobs (they run more than once)."""
@@ -234,6 +259,9 @@ class Job(_Base):
             schedule=msgspec.structs.replace(self.schedule),
             action=_action(self.action.type, _copy_json(self.action.params)),
             metadata=_copy_json(self.metadata),
+            buffered=None if self.buffered is None else list(self.buffered),
+            in_flight=None if self.in_flight is None else list(self.in_flight),
+            counts=None if self.counts is None else msgspec.structs.replace(self.counts),
         )
 
     def to_json(self) -> bytes:
@@ -359,6 +387,13 @@ _ORDER = (
     "run_count",
     "last_error",
     "metadata",
+    "policy",
+    "pause",
+    "finished",
+    "next_fire_at",
+    "in_flight",
+    "buffered",
+    "counts",
 )
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 

@@ -14,6 +14,7 @@ from ._backend import JobPatch, StoreBackend
 from ._errors import JobNotFoundError, StoreError
 from ._models import Job, JobStatus, decode_job, fast_encode
 from ._plugins import Registry
+from ._runs import RunOutcome, RunRecord, RunWrites
 
 if TYPE_CHECKING:
     from ._plugins import StoreBackendSpec
@@ -188,23 +189,95 @@ class Store:
 
     # -- the Scheduler's path -----------------------------------------------------------
 
+    @property
+    def keeps_history(self) -> bool:
+        return self.backend.keeps_history
+
     async def claim_due(
-        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+        self,
+        now: datetime,
+        limit: int,
+        mark: Callable[[Job], Job],
+        *,
+        owner: str = "",
+        runs: RunWrites | None = None,
     ) -> builtins.list[Job]:
-        jobs = await (await self._b()).claim_due(now, limit, mark, owner=owner)
+        backend = await self._b()
+        if runs is not None and backend.keeps_history:
+            jobs = await backend.claim_due(now, limit, mark, owner=owner, runs=runs)
+        else:
+            jobs = await backend.claim_due(now, limit, mark, owner=owner)
         if self._cache:
             self._forget([j.id for j in jobs])
         return jobs
 
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
-        jobs = await (await self._b()).update_many(job_ids, patch)
+    async def update_many(
+        self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
+    ) -> builtins.list[Job]:
+        backend = await self._b()
+        if runs is not None and backend.keeps_history:
+            jobs = await backend.update_many(job_ids, patch, runs=runs)
+        else:
+            jobs = await backend.update_many(job_ids, patch)
         if self._cache:
             self._forget(job_ids)
         return jobs
 
-    async def update(self, job_id: str, patch: JobPatch) -> Job | None:
-        done = await self.update_many([job_id], patch)
+    async def update(
+        self, job_id: str, patch: JobPatch, *, runs: RunWrites | None = None
+    ) -> Job | None:
+        done = await self.update_many([job_id], patch, runs=runs)
         return done[0] if done else None
+
+    # -- run history ----------------------------------------------------------------------
+
+    async def write_runs(self, runs: RunWrites) -> None:
+        backend = await self._b()
+        if backend.keeps_history and not runs.empty:
+            await backend.write_runs(runs)
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 20,
+        before: int | None = None,
+        outcome: RunOutcome | str | None = None,
+    ) -> builtins.list[RunRecord]:
+        """The job's run records, newest first (see :meth:`StoreBackend.history`)."""
+        return await (await self._b()).history(
+            job_id,
+            limit=limit,
+            before=before,
+            outcome=None if outcome is None else RunOutcome(outcome),
+        )
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await (await self._b()).get_run(run_id)
+
+    async def count_runs(self, job_id: str | None = None) -> int:
+        return await (await self._b()).count_runs(job_id)
+
+    async def running_runs(self, limit: int, *, owner: str = "") -> builtins.list[RunRecord]:
+        backend = await self._b()
+        if not backend.keeps_history:
+            return []
+        return await backend.running_runs(limit, owner=owner)
+
+    async def prune_runs(
+        self,
+        *,
+        job_ids: Sequence[str] = (),
+        keep_last: int | None = None,
+        older_than: datetime | None = None,
+        limit: int = 1000,
+    ) -> int:
+        backend = await self._b()
+        if not backend.keeps_history:
+            return 0
+        return await backend.prune_runs(
+            job_ids=job_ids, keep_last=keep_last, older_than=older_than, limit=limit
+        )
 
     async def next_due_at(self) -> datetime | None:
         return await (await self._b()).next_due_at()

@@ -10,7 +10,7 @@ from ._models import Action, Job
 from ._plugins import Registry
 from ._schedule import validate_schedule
 
-__all__ = ["validate_action_minimal", "validate_job", "validate_job_async"]
+__all__ = ["validate_action_minimal", "validate_job", "validate_job_async", "validate_policy"]
 
 _MAX_ID = 256
 _DEFAULT_LIMITS = JobLimits()
@@ -58,12 +58,49 @@ def validate_job(
     if is_agent_job(job):
         check_env_free(job)
     validate_schedule(job.schedule, location)
+    validate_policy(job)
     if not check_action:
         return
     if registry is not None and (not handler_runs_actions or job.action.type in registry.executors):
         registry.validate_action(job.action)
     else:
         validate_action_minimal(job.action)
+
+
+def validate_policy(job: Job) -> None:
+    """Raise :class:`JobValidationError` for a policy that cannot be applied (field types and
+    ranges are checked when the job is decoded)."""
+    policy = job.policy
+    if policy is None:
+        return
+    for name in ("catch_up_window", "jitter", "timeout"):
+        value = getattr(policy, name)
+        if value is not None and value.ns < 0:
+            raise JobValidationError(f"{name} must not be negative", field=f"policy.{name}")
+    if policy.timeout is not None and policy.timeout.ns == 0:
+        raise JobValidationError("timeout must be positive", field="policy.timeout")
+    for name in ("start_at", "end_at"):
+        value = getattr(policy, name)
+        if value is not None and value.tzinfo is None:
+            raise JobValidationError(
+                f"{name} must be an RFC 3339 time with a zone offset", field=f"policy.{name}"
+            )
+    if (
+        policy.start_at is not None
+        and policy.end_at is not None
+        and policy.end_at <= policy.start_at
+    ):
+        raise JobValidationError("end_at must be after start_at", field="policy.end_at")
+    retry = policy.retry
+    if retry is not None:
+        if retry.backoff.ns < 0 or retry.max_backoff.ns < 0:
+            raise JobValidationError(
+                "retry backoff must not be negative", field="policy.retry.backoff"
+            )
+        if retry.max_backoff.ns < retry.backoff.ns:
+            raise JobValidationError(
+                "retry max_backoff must be at least backoff", field="policy.retry.max_backoff"
+            )
 
 
 async def validate_job_async(
@@ -75,7 +112,7 @@ async def validate_job_async(
     limits: JobLimits | None = None,
 ) -> None:
     """:func:`validate_job` with the executor's add-time check awaited (it may do I/O)."""
-    validate_job(job, registry, location, check_action=False, limits=limits)
+    validate_job(job, registry, location, check_action=False, limits=limits)  # + policy
     if registry is not None and (not handler_runs_actions or job.action.type in registry.executors):
         await registry.validate_action_async(job.action)
     else:

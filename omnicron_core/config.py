@@ -28,6 +28,7 @@ from ._errors import ConfigError, JobValidationError, SettingError
 from ._limits import JobLimits
 from ._locate import join_path, locate
 from ._models import Action, Job, JobStatus, Schedule, dec_hook, utcnow
+from ._runs import Policy
 from ._scheduler import TUNING_FIELDS
 from ._store import DEFAULT_STORE_URL
 
@@ -111,6 +112,12 @@ class SchedulerSettings(_Section):
     #: ``omnicron run`` stops with exit status 1 (default ``"30s"``); busy/locked errors are
     #: retried meanwhile.
     store_error_window: Span | None = None
+    #: Run-history records kept per job, the newest (default 100; ``0``: keep them all).
+    history_keep: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    #: Records older than this are pruned (default ``"720h"``, 30 days; ``"0s"``: no limit).
+    history_max_age: Span | None = None
+    #: How often retention prunes, in the background (default ``"60s"``).
+    history_prune_interval: Span | None = None
     #: Port of the Prometheus ``/metrics`` and ``/healthz`` endpoint; unset serves none,
     #: ``0`` picks a free port.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
@@ -121,7 +128,14 @@ class SchedulerSettings(_Section):
     limits: JobLimits = msgspec.field(default_factory=JobLimits)
 
     def __post_init__(self) -> None:
-        for name in ("shutdown_grace", "misfire_grace", "external_check", "store_error_window"):
+        for name in (
+            "shutdown_grace",
+            "misfire_grace",
+            "external_check",
+            "store_error_window",
+            "history_max_age",
+            "history_prune_interval",
+        ):
             value = getattr(self, name)
             if value is not None:
                 try:
@@ -167,6 +181,8 @@ class DeclaredJob(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     metadata: dict[str, Any] | None = None
     enabled: bool | None = None
     status: Literal["enabled", "disabled"] | None = None
+    #: Schedule policies (overlap, catch-up, jitter, bounds, timeout, retries): docs/policies.md.
+    policy: Policy | None = None
 
 
 class ConfigErrors(ConfigError):
@@ -361,9 +377,10 @@ def load_effective_config(
 
 def definition_hash(declared: DeclaredJob) -> str:
     """A stable hash of a declared job's definition: what the reconcile compares across starts."""
-    body = msgspec.json.encode(
-        msgspec.to_builtins(declared, enc_hook=str, order="sorted"), order="sorted"
-    )
+    data = msgspec.to_builtins(declared, enc_hook=str, order="sorted")
+    if data.get("policy") is None:
+        data.pop("policy", None)  # entries without a policy hash as before policies existed
+    body = msgspec.json.encode(data, order="sorted")
     return hashlib.sha256(body).hexdigest()[:16]
 
 
@@ -438,6 +455,7 @@ def decode_declared_jobs(
             created_at=now,
             updated_at=now,
             metadata=metadata,
+            policy=declared.policy,
         )
         out.append((index, declared, job))
     return out, errors

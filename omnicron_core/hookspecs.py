@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ._backend import StoreBackendSpec
     from ._models import ExecutionResult, Job
     from ._plugins import ActionExecutor, PluginContext
+    from ._runs import RunRecord
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -120,4 +121,28 @@ def omnicron_job_ran(job: Job, result: ExecutionResult) -> None:
         def omnicron_job_ran(job, result):
             if not result.success:
                 alert(job.name, result.error)
+    """
+
+
+@hookspec
+def omnicron_run_recorded(job_id: str, record: RunRecord) -> None:
+    """Notify that a fire ended up in the run history with a final outcome.
+
+    Called after the record is saved, for every record that is not ``running``: runs that
+    finished (``succeeded``, ``failed``, ``cancelled``, ``interrupted``), and fires that did not
+    run (``skipped`` by the overlap policy or coalesced by catch-up, ``missed`` past the
+    catch-up window). A failed attempt that is retried is recorded too (``record.attempt``
+    counts up, ``record.trigger`` is ``"retry"`` from the second attempt). Exceptions are
+    logged and otherwise ignored.
+
+    :param job_id: the job's id.
+    :param record: the history record (:class:`~omnicron_core.RunRecord`).
+    :return: nothing.
+
+    Example::
+
+        @hookimpl
+        def omnicron_run_recorded(job_id, record):
+            if record.outcome == "missed":
+                alert(f"{job_id} missed its {record.scheduled_at} fire")
     """

@@ -9,6 +9,15 @@ Metrics (all in their own registry, so embedding hosts' metrics are not mixed in
 - ``omnicron_job_lateness_seconds{action_type}``: fire time to start, scheduled runs.
 - ``omnicron_job_duration_seconds{action_type}``: run durations.
 - ``omnicron_job_changes_total{change}``: added, updated, removed, enabled, disabled.
+- ``omnicron_job_missed_fires_total{trigger}``: fires recorded missed (older than the job's
+  catch-up window when claimed, or waiting when the scheduler stopped).
+- ``omnicron_job_skipped_fires_total{reason}``: fires recorded skipped; ``reason`` is
+  ``overlap`` (a run was still going, or the buffer was full) or ``coalesced`` (catch-up
+  ``latest`` ran a later fire instead), ``other`` otherwise.
+- ``omnicron_job_retries_total``: failed runs retried (each further attempt counts once).
+- ``omnicron_job_cancelled_runs_total``: runs cancelled (``cancel_other``, or stopped by a
+  shutdown).
+- ``omnicron_job_interrupted_runs_total``: runs found interrupted at start (the process died).
 - ``omnicron_jobs{status}``: jobs in the store by status (refreshed every few seconds and
   soon after a change).
 
@@ -31,6 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ._models import ExecutionResult, Job, JobStatus
+from ._runs import RunOutcome, RunRecord, RunTrigger
 from ._store import Store
 from .hookspecs import hookimpl
 
@@ -80,6 +90,33 @@ class MetricsPlugin:
             ["change"],
             registry=self.registry,
         )
+        self.missed = Counter(
+            "omnicron_job_missed_fires",
+            "Fires recorded missed (past the catch-up window), by trigger.",
+            ["trigger"],
+            registry=self.registry,
+        )
+        self.skipped = Counter(
+            "omnicron_job_skipped_fires",
+            "Fires recorded skipped, by reason (overlap, coalesced, other).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "omnicron_job_retries",
+            "Failed runs retried (one per further attempt).",
+            registry=self.registry,
+        )
+        self.cancelled = Counter(
+            "omnicron_job_cancelled_runs", "Runs cancelled.", registry=self.registry
+        )
+        self.interrupted = Counter(
+            "omnicron_job_interrupted_runs",
+            "Runs found interrupted at start (the process died during them).",
+            registry=self.registry,
+        )
+        for reason in ("overlap", "coalesced", "other"):
+            self.skipped.labels(reason)
         self.jobs = Gauge(
             "omnicron_jobs", "Jobs in the store by status.", ["status"], registry=self.registry
         )
@@ -103,6 +140,26 @@ class MetricsPlugin:
             self.duration.labels(kind).observe(result.duration / 1e9)
         if result.lateness is not None:
             self.lateness.labels(kind).observe(result.lateness / 1e9)
+
+    @hookimpl
+    def omnicron_run_recorded(self, job_id: str, record: RunRecord) -> None:
+        outcome = record.outcome
+        if outcome == RunOutcome.MISSED:
+            self.missed.labels(str(record.trigger)).inc()
+        elif outcome == RunOutcome.SKIPPED:
+            if record.error.startswith("coalesced"):
+                reason = "coalesced"
+            elif record.error.startswith(("skipped: the previous run", "skipped: the buffer")):
+                reason = "overlap"
+            else:
+                reason = "other"
+            self.skipped.labels(reason).inc()
+        elif outcome == RunOutcome.CANCELLED:
+            self.cancelled.inc()
+        elif outcome == RunOutcome.INTERRUPTED:
+            self.interrupted.inc()
+        if record.trigger == RunTrigger.RETRY:
+            self.retries.inc()
 
     @hookimpl
     def omnicron_job_changed(self, job: Job, change: str) -> None:

@@ -37,7 +37,9 @@ semantics (``None`` leaves a job untouched, the patch sees the current stored ve
 ids are skipped), ``unscheduled``, ``recover_running``, ``next_due_at``, persistence across a
 close, the integrity check, and, for backends that declare other writers or several
 schedulers, a second real process writing while the first runs a Scheduler, and two processes
-claiming at once.
+claiming at once; for a backend that keeps run history (``keeps_history``), the history cases
+of :mod:`omnicron_core.testing_history` (records in the job's transaction, the unique fire key,
+paging, retention, recovery of running records).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ import pytest
 
 from ._backend import StoreBackend
 from ._models import ExecutionResult, Job, JobStatus, decode_job
+from .testing_history import RunHistoryContract
 
 __all__ = ["StoreBackendContract", "StoreTarget", "make_test_job"]
 
@@ -198,8 +201,10 @@ async def _child(spec: Mapping[str, Any]) -> None:
 Scenario = Callable[[StoreBackend], Awaitable[None]]
 
 
-class StoreBackendContract:
-    """The conformance tests of a store backend; see the module docstring."""
+class StoreBackendContract(RunHistoryContract):
+    """The conformance tests of a store backend; see the module docstring. The run-history
+    cases (:class:`~omnicron_core.testing_history.RunHistoryContract`) run when the backend
+    sets ``keeps_history`` and are skipped otherwise."""
 
     @pytest.fixture
     def store_target(self) -> StoreTarget:

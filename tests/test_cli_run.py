@@ -48,11 +48,16 @@ def omnicron(
     )
 
 
-def stored(db: Path) -> dict[str, Job]:
+def stored(db: Path, *, while_starting: bool = False) -> dict[str, Job]:
+    """The jobs in the file; with ``while_starting``, {} while the process is still creating
+    the file's schema (the file exists a moment before its tables do)."""
     with sqlite3.connect(db) as conn:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone() is None:
-            return {}  # created, not yet migrated (a process is opening it)
-        rows = conn.execute("SELECT data FROM jobs ORDER BY id").fetchall()
+        try:
+            rows = conn.execute("SELECT data FROM jobs ORDER BY id").fetchall()
+        except sqlite3.OperationalError:
+            if while_starting:
+                return {}
+            raise
     return {job.id: job for job in (decode_job(row[0]) for row in rows)}
 
 

@@ -219,7 +219,7 @@ def test_scheduler_settings_are_scheduler_config_under_the_same_names() -> None:
     api = {f.name for f in dataclasses.fields(SchedulerConfig)}
     toml = set(SchedulerSettings.__struct_fields__)
     # objects only the API can hold; the file's text for them; the runtime's own keys
-    assert api - toml == {"handler", "location", "registry", "owner"}
+    assert api - toml == {"handler", "location", "registry", "owner", "clock"}
     assert toml - api == {"store_options", "timezone", "metrics_port", "metrics_host"}
     # `store` is a Store in the API and its URL in the file; every other shared key is tuning
     assert set(TUNING_FIELDS) == api & toml - {"store"}
@@ -254,3 +254,42 @@ def test_the_api_takes_the_same_spellings() -> None:
         SchedulerConfig(max_concurrency=0)
     with pytest.raises(ValueError, match="shutdown_grace: invalid duration"):
         SchedulerConfig(shutdown_grace="later")
+
+
+def test_jobs_accept_policies_and_scheduler_history_settings() -> None:
+    plain_hash = (declared_jobs(decode(JOB))[0][1].metadata or {})[SOURCE_HASH_KEY]
+    text = (
+        "[scheduler]\nhistory_keep = 50\nhistory_max_age = '168h'\n"
+        + JOB
+        + "policy = { overlap = 'buffer_all', catch_up_window = '15m', catch_up = 'all', "
+        "jitter = '30s', end_at = 2027-01-01T00:00:00Z, max_runs = 10, timeout = '5m', "
+        "retry = { attempts = 3, backoff = '10s' } }\n"
+    )
+    config = decode(text)
+    built = SchedulerConfig(**config.scheduler.tuning())
+    assert (built.history_keep, built.history_max_age) == (50, timedelta(days=7))
+    unlimited = decode("[scheduler]\nhistory_keep = 0\nhistory_max_age = 0\n").scheduler
+    built = SchedulerConfig(**unlimited.tuning())
+    assert (built.history_keep, built.history_max_age) == (None, None)
+    ((_, job),) = declared_jobs(config)
+    assert job.policy is not None
+    assert (job.policy.overlap, job.policy.catch_up, job.policy.max_runs) == (
+        "buffer_all",
+        "all",
+        10,
+    )
+    assert str(job.policy.catch_up_window) == "15m0s" and job.policy.end_at is not None
+    assert job.policy.retry is not None and job.policy.retry.attempts == 3
+    # a policy changes the definition hash; an entry without one hashes as before
+    assert (job.metadata or {})[SOURCE_HASH_KEY] != plain_hash
+    import hashlib
+
+    ((declared, _),) = declared_jobs(decode(JOB))
+    before = msgspec.to_builtins(declared, enc_hook=str, order="sorted")
+    del before["policy"]  # what the hash was computed from before policies existed
+    body = msgspec.json.encode(before, order="sorted")
+    assert plain_hash == hashlib.sha256(body).hexdigest()[:16]
+    bad = decode(JOB + "policy = { overlap = 'sometimes' }\n")
+    with pytest.raises(ConfigErrors) as info:
+        declared_jobs(bad)
+    assert fields_of(info.value) == ["jobs[0].policy.overlap"]

@@ -41,6 +41,7 @@ TOOL_NAMES = [
     "cron_trigger",
     "cron_update",
     "cron_next",
+    "cron_history",
 ]
 
 
@@ -127,6 +128,11 @@ async def test_stdio_server_lists_creates_fires_and_deletes(tmp_path: Path) -> N
 
         listed_jobs = payload(await session.call_tool("cron_list", {}))
         assert [j["id"] for j in listed_jobs] == [out["id"]]
+        history = payload(await session.call_tool("cron_history", {"id": out["id"], "limit": 2}))
+        assert len(history) == 2 and {h["trigger"] for h in history} == {"schedule"}
+        assert {h["outcome"] for h in history} <= {"succeeded", "running", "skipped"}
+        paused = await session.call_tool("cron_disable", {"id": out["id"], "note": "enough"})
+        assert payload(paused)["note"] == "enough"
 
         bad = await session.call_tool("cron_create", {"name": 7, "action_type": "send_message"})
         assert bad.is_error

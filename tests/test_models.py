@@ -205,6 +205,17 @@ def test_public_names_are_the_intended_ones() -> None:
         "get_plugin_manager",
         "ActionExecutor",
         "StoreBackend",
+        # issue 10: policies and run history
+        "Policy",
+        "RetryPolicy",
+        "Overlap",
+        "CatchUp",
+        "RunRecord",
+        "RunOutcome",
+        "RunTrigger",
+        "RunWrites",
+        "JobDescription",
+        "BackfillResult",
     }
     assert expected <= set(omnicron_core.__all__)
     for name in omnicron_core.__all__:

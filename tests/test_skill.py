@@ -101,7 +101,7 @@ def test_identity_tools_and_descriptions_are_the_originals() -> None:
     assert s.name() == "cron"
     assert s.description() == "Schedule and manage recurring jobs"
     names = [t.name for t in s.tools()]
-    assert names == [*ORIGINAL_TOOLS, "cron_update", "cron_next"]
+    assert names == [*ORIGINAL_TOOLS, "cron_update", "cron_next", "cron_history"]
     for tool in s.tools():
         if tool.name in ORIGINAL_TOOLS and tool.name not in ("cron_create", "cron_list"):
             assert tool.description == ORIGINAL_TOOLS[tool.name]
@@ -136,7 +136,11 @@ def test_identity_tools_and_descriptions_are_the_originals() -> None:
         in (schema["properties"]["action_type"]["description"])
     )
     assert schema["properties"]["tool_params"]["type"] == "object"
-    for name in ("cron_get", "cron_delete", "cron_enable", "cron_disable", "cron_trigger"):
+    disable = s.get_tool("cron_disable")
+    assert disable is not None  # the original's id, plus an optional note (issue 10)
+    assert disable.parameters["required"] == ["id"]
+    assert set(disable.parameters["properties"]) == {"id", "note"}
+    for name in ("cron_get", "cron_delete", "cron_enable", "cron_trigger"):
         id_tool = s.get_tool(name)
         assert id_tool is not None
         assert id_tool.parameters == {
@@ -475,7 +479,8 @@ async def test_too_long_name_and_null_optionals(skill: Skill) -> None:
 async def test_unknown_tool_and_dict_arguments(skill: Skill) -> None:
     assert (await skill.call("cron_explode", {})).content == {
         "error": "unknown tool 'cron_explode'; available tools: cron_create, cron_list, "
-        "cron_get, cron_delete, cron_enable, cron_disable, cron_trigger, cron_update, cron_next"
+        "cron_get, cron_delete, cron_enable, cron_disable, cron_trigger, cron_update, cron_next, "
+        "cron_history"
     }
     result = await skill.call("cron_list", {}, principal=ME)  # a dict works as well as JSON
     assert result == ToolResult([])
@@ -750,3 +755,28 @@ async def test_a_failing_store_is_a_tool_error_not_an_exception(
 
     monkeypatch.setattr(scheduler, "list_jobs", broken)
     assert await err(skill, "cron_list", {}) == "cron_list failed: OSError: disk I/O error"
+
+
+async def test_history_tool_and_disable_note(skill: Skill) -> None:
+    created = await ok(
+        skill,
+        "cron_create",
+        {"name": "n", "schedule_interval": "1h", "action_type": "send_message",
+         "session_id": "s", "message": "m"},
+    )  # fmt: skip
+    job_id = created["id"]
+    disabled = await ok(skill, "cron_disable", {"id": job_id, "note": "too noisy"})
+    assert disabled == {**disabled, "status": "disabled", "note": "too noisy"}
+    got = await ok(skill, "cron_get", {"id": job_id})
+    assert got["pause"]["note"] == "too noisy" and got["pause"]["by"] == ME
+    ran = await ok(skill, "cron_trigger", {"id": job_id})
+    history = await ok(skill, "cron_history", {"id": job_id})
+    outcome = "succeeded" if ran["success"] else "failed"
+    assert [(h["trigger"], h["outcome"]) for h in history] == [("manual", outcome)]
+    assert "scheduled_at" in history[0] and "duration_seconds" in history[0]
+    other = "failed" if outcome == "succeeded" else "succeeded"
+    assert await ok(skill, "cron_history", {"id": job_id, "outcome": other}) == []
+    enabled = await ok(skill, "cron_enable", {"id": job_id})
+    assert enabled["status"] == "enabled"
+    assert "pause" not in await ok(skill, "cron_get", {"id": job_id})
+    assert await err(skill, "cron_history", {"id": "nope"}) == "job history: job not found"

@@ -13,8 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from .._backend import JobPatch, StoreBackend
 from .._models import Job, JobStatus
+from .._runs import RunOutcome, RunRecord, RunWrites
 
 __all__ = ["MemoryBackend"]
 
@@ -26,8 +29,18 @@ def _ts(dt: datetime | None) -> int | None:
     return None if dt is None else (dt - _EPOCH) // _US
 
 
+def _copy_record(record: RunRecord) -> RunRecord:
+    return msgspec.structs.replace(record)
+
+
 class MemoryBackend(StoreBackend):
+    keeps_history = True
+
     def __init__(self) -> None:
+        # run history: run_id -> record (the unique key), and per job the run ids by seq
+        self._runs: dict[str, RunRecord] = {}
+        self._job_runs: dict[str, dict[int, str]] = {}
+        self._seq = 0
         self._rows: dict[str, Job] = {}
         # id -> next_run_at in epoch microseconds, for enabled jobs that have one
         self._due: dict[str, int] = {}
@@ -94,7 +107,13 @@ class MemoryBackend(StoreBackend):
         return _EPOCH + timedelta(microseconds=self._heap[0][0])
 
     async def claim_due(
-        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+        self,
+        now: datetime,
+        limit: int,
+        mark: Callable[[Job], Job],
+        *,
+        owner: str = "",
+        runs: RunWrites | None = None,
     ) -> builtins.list[Job]:
         now_ts = _ts(now)
         assert now_ts is not None
@@ -112,9 +131,13 @@ class MemoryBackend(StoreBackend):
             job = mark(self._rows[job_id].copy())
             self._put(job.copy())
             out.append(job)
+        if runs is not None:
+            self._write_runs(runs)
         return out
 
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
+    async def update_many(
+        self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
+    ) -> builtins.list[Job]:
         out: builtins.list[Job] = []
         for job_id in job_ids:
             current = self._rows.get(job_id)
@@ -124,6 +147,8 @@ class MemoryBackend(StoreBackend):
             if job is not None:
                 self._put(job.copy())
                 out.append(job)
+        if runs is not None:
+            self._write_runs(runs)
         return out
 
     async def unscheduled(self, limit: int) -> builtins.list[Job]:
@@ -136,3 +161,104 @@ class MemoryBackend(StoreBackend):
                     if len(out) >= limit:
                         break
         return out
+
+    # -- run history ----------------------------------------------------------------------
+
+    def _store_run(self, record: RunRecord, seq: int | None) -> None:
+        if seq is None:
+            self._seq += 1
+            seq = self._seq
+        stored = _copy_record(record)
+        stored.seq = seq
+        self._runs[record.run_id] = stored
+        self._job_runs.setdefault(record.job_id, {})[seq] = record.run_id
+
+    def _write_runs(self, runs: RunWrites) -> None:
+        for record in runs.insert:
+            if record.run_id in self._runs:
+                runs.rejected.add(record.run_id)
+            else:
+                self._store_run(record, None)
+        for record in runs.update:
+            old = self._runs.get(record.run_id)
+            self._store_run(record, None if old is None else old.seq)
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 20,
+        before: int | None = None,
+        outcome: RunOutcome | None = None,
+    ) -> builtins.list[RunRecord]:
+        by_seq = self._job_runs.get(job_id, {})
+        out: builtins.list[RunRecord] = []
+        for seq in sorted(by_seq, reverse=True):
+            if before is not None and seq >= before:
+                continue
+            record = self._runs[by_seq[seq]]
+            if outcome is not None and record.outcome != outcome:
+                continue
+            out.append(_copy_record(record))
+            if len(out) >= limit:
+                break
+        return out
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        record = self._runs.get(run_id)
+        return None if record is None else _copy_record(record)
+
+    async def count_runs(self, job_id: str | None = None) -> int:
+        if job_id is None:
+            return len(self._runs)
+        return len(self._job_runs.get(job_id, {}))
+
+    async def running_runs(self, limit: int, *, owner: str = "") -> builtins.list[RunRecord]:
+        running = sorted(
+            (r for r in self._runs.values() if r.outcome == RunOutcome.RUNNING),
+            key=lambda r: r.seq,
+        )
+        return [_copy_record(r) for r in running[:limit]]
+
+    def _drop_run(self, record: RunRecord) -> None:
+        del self._runs[record.run_id]
+        by_seq = self._job_runs.get(record.job_id)
+        if by_seq is not None:
+            by_seq.pop(record.seq, None)
+            if not by_seq:
+                del self._job_runs[record.job_id]
+
+    async def prune_runs(
+        self,
+        *,
+        job_ids: Sequence[str] = (),
+        keep_last: int | None = None,
+        older_than: datetime | None = None,
+        limit: int = 1000,
+    ) -> int:
+        doomed: builtins.list[RunRecord] = []
+        if keep_last is not None:
+            for job_id in job_ids:
+                by_seq = self._job_runs.get(job_id, {})
+                for seq in sorted(by_seq, reverse=True)[keep_last:]:
+                    record = self._runs[by_seq[seq]]
+                    if record.outcome != RunOutcome.RUNNING:
+                        doomed.append(record)
+                        if len(doomed) >= limit:
+                            break
+                if len(doomed) >= limit:
+                    break
+        if older_than is not None and len(doomed) < limit:
+            seen = {r.run_id for r in doomed}
+            for record in sorted(self._runs.values(), key=lambda r: r.seq):
+                if len(doomed) >= limit:
+                    break
+                if (
+                    record.recorded_at < older_than
+                    and record.outcome != RunOutcome.RUNNING
+                    and record.run_id not in seen
+                ):
+                    doomed.append(record)
+        for record in doomed:
+            self._drop_run(record)
+        return len(doomed)

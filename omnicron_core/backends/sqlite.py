@@ -40,6 +40,7 @@ from .._backend import JobPatch, StoreBackend
 from .._errors import StoreError
 from .._files import create_private_file
 from .._models import Job, JobStatus, decode_job, fast_encode
+from .._runs import RunOutcome, RunRecord, RunTrigger, RunWrites
 
 __all__ = ["MIGRATIONS", "SQLiteBackend"]
 
@@ -49,7 +50,7 @@ _US = timedelta(microseconds=1)
 #: Schema migrations, applied in order; ``PRAGMA user_version`` is the count applied.
 MIGRATIONS: tuple[str, ...] = (
     # 1: jobs keyed by id; JSON record plus indexed mirrors of status and next_run_at;
-    #    lease columns reserved for claims by several processes (never used; dropped by 3).
+    #    lease columns reserved for claims by several processes (never used; dropped by 4).
     """
     CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
@@ -70,7 +71,24 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX jobs_due;
     DROP INDEX jobs_status;
     """,
-    # 3: drop the lease columns: one SQLite file serves one scheduler, whose claim is one
+    # 3: run history. seq (the rowid) is insertion order; run_id is the unique key (one
+    #    record per job, fire time and attempt for non-manual triggers). One index serves
+    #    both the key and a job's reads: run ids start with their job id, so (job_id, run_id)
+    #    is unique exactly when run_id is, and a job's records (bounded by retention) are
+    #    found by its prefix and sorted by seq. No foreign key: history outlives its job.
+    """
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX runs_key ON runs (job_id, run_id);
+    CREATE INDEX runs_running ON runs (seq) WHERE outcome = 'running';
+    """,
+    # 4: drop the lease columns: one SQLite file serves one scheduler, whose claim is one
     #    local write transaction (several schedulers share PostgreSQL, which keeps its
     #    leases per run, not per job).
     """
@@ -116,6 +134,70 @@ def _store_error(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
     if advice:
         message += f"; {advice}"
     return StoreError(message, transient=transient)
+
+
+# A run record's row: run_id, job_id, outcome and recorded_at are columns; the rest is a
+# compact JSON array (about half the bytes of the keyed record: the history is written once
+# per fire, so its size is most of what it costs).
+_RunTail = tuple[
+    RunTrigger,
+    datetime,
+    datetime | None,
+    datetime | None,
+    datetime | None,
+    int | None,
+    int,
+    str,
+    str,
+    str,
+]
+_TAIL_ENCODER = msgspec.json.Encoder()
+_TAIL_DECODER = msgspec.json.Decoder(_RunTail)
+
+
+def _encode_tail(r: RunRecord) -> bytes:
+    return _TAIL_ENCODER.encode(
+        (
+            r.trigger,
+            r.scheduled_at,
+            r.due_at,
+            r.started_at,
+            r.finished_at,
+            r.lateness,
+            r.attempt,
+            r.error,
+            r.output,
+            r.owner,
+        )
+    )
+
+
+def _decode_run(
+    seq: int, run_id: str, job_id: str, outcome: str, recorded_at: int, data: bytes
+) -> RunRecord:
+    trigger, scheduled, due, started, finished, lateness, attempt, error, output, owner = (
+        _TAIL_DECODER.decode(data)
+    )
+    return RunRecord(
+        run_id=run_id,
+        job_id=job_id,
+        trigger=trigger,
+        outcome=RunOutcome(outcome),
+        scheduled_at=scheduled,
+        due_at=due,
+        started_at=started,
+        finished_at=finished,
+        lateness=lateness,
+        attempt=attempt,
+        error=error,
+        output=output,
+        owner=owner,
+        recorded_at=_EPOCH + timedelta(microseconds=recorded_at),
+        seq=seq,
+    )
+
+
+_RUN_COLUMNS = "seq, run_id, job_id, outcome, recorded_at, data"
 
 
 def _ts(dt: datetime | None) -> int | None:
@@ -442,11 +524,19 @@ class SQLiteBackend(StoreBackend):
     _UPDATE = "UPDATE jobs SET status = ?, next_run_at = ?, data = ? WHERE id = ?"
 
     async def claim_due(
-        self, now: datetime, limit: int, mark: Callable[[Job], Job], *, owner: str = ""
+        self,
+        now: datetime,
+        limit: int,
+        mark: Callable[[Job], Job],
+        *,
+        owner: str = "",
+        runs: RunWrites | None = None,
     ) -> builtins.list[Job]:
-        return await self._call("claiming due jobs", self._claim_due, _ts(now), limit, mark)
+        return await self._call("claiming due jobs", self._claim_due, _ts(now), limit, mark, runs)
 
-    def _claim_due(self, now: int, limit: int, mark: Callable[[Job], Job]) -> builtins.list[Job]:
+    def _claim_due(
+        self, now: int, limit: int, mark: Callable[[Job], Job], runs: RunWrites | None
+    ) -> builtins.list[Job]:
         db = self.db
         # a read (no write lock) first: most wake-ups of a quiet store find nothing due,
         # and then leave the write lock to other processes
@@ -468,14 +558,23 @@ class SQLiteBackend(StoreBackend):
                 return []
             jobs = [mark(_decode(r[0])) for r in rows]
             tx.executemany(self._UPDATE, [_row(job) for job in jobs])
+            if runs is not None:
+                self._write_runs(tx, runs)
         return jobs
 
-    async def update_many(self, job_ids: Sequence[str], patch: JobPatch) -> builtins.list[Job]:
-        return await self._call("writing jobs", self._update_many, list(job_ids), patch)
+    async def update_many(
+        self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
+    ) -> builtins.list[Job]:
+        return await self._call("writing jobs", self._update_many, list(job_ids), patch, runs)
 
-    def _update_many(self, job_ids: builtins.list[str], patch: JobPatch) -> builtins.list[Job]:
+    def _update_many(
+        self, job_ids: builtins.list[str], patch: JobPatch, runs: RunWrites | None
+    ) -> builtins.list[Job]:
         out: builtins.list[Job] = []
         with self._tx() as db:
+            if runs is not None and not job_ids:
+                self._write_runs(db, runs)
+                return out
             for start in range(0, len(job_ids), _CHUNK):
                 chunk = job_ids[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -484,6 +583,8 @@ class SQLiteBackend(StoreBackend):
                 if changed:
                     db.executemany(self._UPDATE, [_row(job) for job in changed])
                     out.extend(changed)
+            if runs is not None:
+                self._write_runs(db, runs)
         return out
 
     async def unscheduled(self, limit: int) -> builtins.list[Job]:
@@ -499,3 +600,168 @@ class SQLiteBackend(StoreBackend):
 
     def _recover_running(self) -> builtins.list[str]:
         return [r[0] for r in self.db.execute("SELECT id FROM jobs WHERE status = 'running'")]
+
+    # -- run history ----------------------------------------------------------------------
+
+    keeps_history = True
+
+    _INSERT_RUN = (
+        "INSERT INTO runs (run_id, job_id, outcome, recorded_at, data) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (job_id, run_id) DO NOTHING"
+    )
+    _UPSERT_RUN = (
+        "INSERT INTO runs (run_id, job_id, outcome, recorded_at, data) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (job_id, run_id) DO UPDATE SET outcome = excluded.outcome, data = excluded.data"
+    )
+
+    @staticmethod
+    def _run_row(record: RunRecord) -> tuple[str, str, str, int, bytes]:
+        return (
+            record.run_id,
+            record.job_id,
+            record.outcome,  # a str (StrEnum): stored as its text
+            (record.recorded_at - _EPOCH) // _US,
+            _encode_tail(record),
+        )
+
+    def _write_runs(self, db: sqlite3.Connection, runs: RunWrites) -> None:
+        if runs.insert:
+            rows = [self._run_row(r) for r in runs.insert]
+            db.execute("SAVEPOINT runs_insert")
+            before = db.total_changes
+            db.executemany(self._INSERT_RUN, rows)
+            if db.total_changes - before != len(rows):
+                # some fires already had their record (rare; never on the plain fire path):
+                # redo one by one to learn which
+                db.execute("ROLLBACK TO runs_insert")
+                for row in rows:
+                    if db.execute(self._INSERT_RUN, row).rowcount == 0:
+                        runs.rejected.add(row[0])
+            db.execute("RELEASE runs_insert")
+        if runs.update:
+            db.executemany(self._UPSERT_RUN, [self._run_row(r) for r in runs.update])
+
+    async def history(
+        self,
+        job_id: str,
+        *,
+        limit: int = 20,
+        before: int | None = None,
+        outcome: RunOutcome | None = None,
+    ) -> builtins.list[RunRecord]:
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ?"
+        args: builtins.list[Any] = [job_id]
+        if before is not None:
+            sql += " AND seq < ?"
+            args.append(before)
+        if outcome is not None:
+            sql += " AND outcome = ?"
+            args.append(str(outcome))
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+        return await self._call("reading run history", self._runs_where, sql, args)
+
+    def _runs_where(self, sql: str, args: Sequence[Any]) -> builtins.list[RunRecord]:
+        return [_decode_run(*row) for row in self.db.execute(sql, args)]
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        job_id = run_id.rpartition("@")[0]  # "<job id>@<fire time>" and "<job id>@manual:..."
+        if job_id:
+            found = await self._call(
+                "reading run history",
+                self._runs_where,
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? AND run_id = ?",
+                (job_id, run_id),
+            )
+        else:  # a run id of another form: a scan (not on any hot path)
+            found = await self._call(
+                "reading run history",
+                self._runs_where,
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                (run_id,),
+            )
+        return found[0] if found else None
+
+    async def count_runs(self, job_id: str | None = None) -> int:
+        return await self._call("counting runs", self._count_runs, job_id)
+
+    def _count_runs(self, job_id: str | None) -> int:
+        if job_id is None:
+            row = self.db.execute("SELECT COUNT(*) FROM runs").fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT COUNT(*) FROM runs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+        return int(row[0])
+
+    async def running_runs(self, limit: int, *, owner: str = "") -> builtins.list[RunRecord]:
+        return await self._call(
+            "reading running runs",
+            self._runs_where,
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE outcome = 'running' ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+
+    async def prune_runs(
+        self,
+        *,
+        job_ids: Sequence[str] = (),
+        keep_last: int | None = None,
+        older_than: datetime | None = None,
+        limit: int = 1000,
+    ) -> int:
+        return await self._call(
+            "pruning run history",
+            self._prune_runs,
+            list(job_ids),
+            keep_last,
+            older_than,
+            limit,
+        )
+
+    def _prune_runs(
+        self,
+        job_ids: builtins.list[str],
+        keep_last: int | None,
+        older_than: datetime | None,
+        limit: int,
+    ) -> int:
+        deleted = 0
+        with self._tx() as db:
+            if keep_last is not None:
+                for job_id in job_ids:
+                    if deleted >= limit:
+                        break
+                    cut = db.execute(
+                        "SELECT seq FROM runs WHERE job_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                        (job_id, keep_last),
+                    ).fetchone()
+                    if cut is None:
+                        continue
+                    deleted += db.execute(
+                        "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE job_id = ? "
+                        "AND seq <= ? AND outcome != 'running' ORDER BY seq LIMIT ?)",
+                        (job_id, cut[0], limit - deleted),
+                    ).rowcount
+            if older_than is not None and deleted < limit:
+                # recorded_at is the write time, so it grows with seq: the old records are
+                # a prefix in seq order (running ones, kept, may sit among them). Walk it
+                # lazily and stop at the first young finished record.
+                cutoff = _ts(older_than)
+                assert cutoff is not None
+                doomed: builtins.list[int] = []
+                rows = db.execute("SELECT seq, recorded_at, outcome FROM runs ORDER BY seq")
+                for seq, recorded_at, outcome in rows:
+                    if outcome == "running":
+                        continue
+                    if recorded_at >= cutoff or len(doomed) >= limit - deleted:
+                        break
+                    doomed.append(seq)
+                rows.close()
+                for start in range(0, len(doomed), _CHUNK):
+                    chunk = doomed[start : start + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    deleted += db.execute(
+                        f"DELETE FROM runs WHERE seq IN ({marks})", chunk
+                    ).rowcount
+        return deleted

@@ -27,6 +27,7 @@ from .._models import (
     utcnow,
 )
 from .._plugins import ActionExecutor, ParamFlag, Registry, get_plugin_manager
+from .._runs import RunOutcome, RunRecord, record_to_builtins
 from .._schedule import iter_fire_times
 from ..config import Config, load_effective_config
 from ..runtime import Runtime, is_declared
@@ -39,6 +40,7 @@ from ._common import (
     fmt_time,
     json_option,
     load,
+    parse_time,
     plain_lines,
     print_table,
     resolve_config_path,
@@ -789,3 +791,267 @@ def import_(
         echo_raw_json(encode_jobs(saved))
     else:
         say(f"imported {len(saved)} jobs")
+
+
+# -- policies and history -------------------------------------------------------------------
+
+
+def _record_row(record: RunRecord, rt: Runtime) -> list[str]:
+    lateness = "-" if record.lateness is None else f"{record.lateness / 1e9:.3f}s"
+    took = "-"
+    if record.started_at is not None and record.finished_at is not None:
+        took = f"{(record.finished_at - record.started_at).total_seconds():.3f}s"
+    error = record.error
+    return [
+        fmt_time(record.scheduled_at, rt.location, rel=False),
+        str(record.trigger),
+        str(record.outcome),
+        str(record.attempt),
+        lateness,
+        took,
+        (error[:60] + "…") if len(error) > 61 else (error or "-"),
+    ]
+
+
+_RECORD_HEADERS = ["FIRE TIME", "TRIGGER", "OUTCOME", "ATTEMPT", "LATENESS", "TOOK", "ERROR"]
+
+
+@jobs.command()
+@_common
+@click.argument("job_id")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option(
+    "--before",
+    type=click.IntRange(1),
+    default=None,
+    help="Only records older than this seq (page with the last seq shown by --json).",
+)
+@click.option(
+    "--outcome",
+    type=click.Choice([o.value for o in RunOutcome]),
+    default=None,
+    help="Only records with this outcome.",
+)
+@json_option
+def history(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    job_id: str,
+    limit: int,
+    before: int | None,
+    outcome: str | None,
+    as_json: bool,
+) -> None:
+    """Show a job's run history, newest first: runs, skipped and missed fires."""
+
+    async def work(rt: Runtime) -> tuple[list[RunRecord], Runtime]:
+        records = await rt.scheduler.history(job_id, limit=limit, before=before, outcome=outcome)
+        if not records:
+            await rt.store.get(job_id)  # "job not found" rather than an empty history
+        return records, rt
+
+    records, rt = _with_runtime(ctx, config_path, store_url, work, writes=False)
+    if as_json:
+        echo_json([record_to_builtins(r) for r in records])
+        return
+    if not records:
+        say(f"no history for {job_id}", err=True)
+        return
+    print_table(_RECORD_HEADERS, [_record_row(r, rt) for r in records])
+
+
+@jobs.command()
+@_common
+@click.argument("job_id")
+@click.option("--fires", type=click.IntRange(0, 1000), default=5, show_default=True)
+@click.option("--runs", type=click.IntRange(0, 1000), default=10, show_default=True)
+@json_option
+def describe(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    job_id: str,
+    fires: int,
+    runs: int,
+    as_json: bool,
+) -> None:
+    """Describe a job: its definition and policies, its next fire times and its last runs."""
+
+    async def work(rt: Runtime) -> Any:
+        return await rt.scheduler.describe(job_id, fires=fires, runs=max(runs, 1)), rt
+
+    described, rt = _with_runtime(ctx, config_path, store_url, work, writes=False)
+    recent = described.recent_runs[:runs]
+    if as_json:
+        echo_json(
+            {
+                "job": job_to_builtins(described.job),
+                "next_fires": [t.isoformat() for t in described.next_fires],
+                "recent_runs": [record_to_builtins(r) for r in recent],
+            }
+        )
+        return
+    job = described.job
+    data = job_to_builtins(job)
+    counts = data.get("counts") or {}
+    rows = [
+        ("id", job.id),
+        ("name", job.name),
+        ("status", str(job.status)),
+        ("schedule", _schedule_text(job)),
+        ("policy", msgspec.json.encode(data["policy"]).decode() if "policy" in data else "-"),
+        (
+            "paused",
+            f"{fmt_time(job.pause.at, rt.location)} by {job.pause.by or '-'}: {job.pause.note or '-'}"
+            if job.pause is not None
+            else "-",
+        ),
+        ("finished", job.finished or "-"),
+        ("next fires", "\n".join(fmt_time(t, rt.location) for t in described.next_fires) or "-"),
+        ("run count", str(job.run_count)),
+        ("totals", " ".join(f"{k}={v}" for k, v in counts.items()) or "-"),
+        ("last error", job.last_error or "-"),
+    ]
+    for key, value in rows:
+        lines = plain_lines(value)
+        say(f"{key + ':':<13}{lines[0]}")
+        for line in lines[1:]:
+            say(f"{'':<13}{line}")
+    if recent:
+        say("")
+        print_table(_RECORD_HEADERS, [_record_row(r, rt) for r in recent], title="last runs")
+
+
+def _default_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment
+        return ""
+
+
+@jobs.command()
+@_common
+@click.argument("job_id")
+@click.option("--note", default="", help="Why the job is paused (kept on the job).")
+@click.option("--by", default=None, help="Who pauses it (default: the OS user).")
+@json_option
+def pause(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    job_id: str,
+    note: str,
+    by: str | None,
+    as_json: bool,
+) -> None:
+    """Pause a job with a note (who, when, why); `trigger` still runs it by hand."""
+    who = _default_user() if by is None else by
+
+    async def work(rt: Runtime) -> tuple[Job, Runtime]:
+        return await rt.scheduler.pause_job(job_id, note=note, by=who), rt
+
+    job, rt = _with_runtime(ctx, config_path, store_url, work)
+    if as_json:
+        echo_json(
+            {"id": job.id, "status": str(job.status), "pause": job_to_builtins(job).get("pause")}
+        )
+        return
+    _print_job_line("paused", job, rt, False)
+
+
+@jobs.command()
+@_common
+@click.argument("job_id")
+@click.option(
+    "--catch-up",
+    is_flag=True,
+    help="Apply the job's catch-up window to the fires missed while paused "
+    "(default: resume from now, nothing missed runs).",
+)
+@json_option
+def resume(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    job_id: str,
+    catch_up: bool,
+    as_json: bool,
+) -> None:
+    """Resume a paused job from now, or with --catch-up."""
+
+    async def work(rt: Runtime) -> tuple[Job, Runtime]:
+        return await rt.scheduler.resume_job(job_id, catch_up=catch_up), rt
+
+    job, rt = _with_runtime(ctx, config_path, store_url, work)
+    if as_json:
+        echo_json(
+            {
+                "id": job.id,
+                "status": str(job.status),
+                "next_run_at": job.next_run_at.isoformat() if job.next_run_at else None,
+            }
+        )
+        return
+    _print_job_line("resumed", job, rt, False)
+
+
+@jobs.command()
+@_common
+@click.argument("job_id")
+@click.option("--from", "start", required=True, help="Start of the range (RFC 3339).")
+@click.option("--to", "end", required=True, help="End of the range, inclusive (RFC 3339, or now).")
+@click.option(
+    "--overlap",
+    type=click.Choice(["buffer_all", "allow_all", "skip"]),
+    default="buffer_all",
+    show_default=True,
+    help="buffer_all: one after another; allow_all: up to the job's concurrency at once; "
+    "skip: a fire whose turn comes during another run of the job is recorded skipped.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.001),
+    default=10.0,
+    show_default=True,
+    help="Most runs started per second.",
+)
+@json_option
+def backfill(
+    ctx: click.Context,
+    config_path: Path | None,
+    store_url: str | None,
+    job_id: str,
+    start: str,
+    end: str,
+    overlap: str,
+    rate: float,
+    as_json: bool,
+) -> None:
+    """Run a job's fires of a past time range, in this process. Idempotent: a fire that
+    already has a history record (run on schedule or by an earlier backfill) is not run again."""
+
+    async def work(rt: Runtime) -> Any:
+        try:
+            since = parse_time(start, rt.location)
+            until = parse_time(end, rt.location)
+        except click.BadParameter as exc:
+            fail(f"--from/--to: {exc.message}")
+        try:
+            return await rt.scheduler.backfill(job_id, since, until, overlap=overlap, rate=rate)
+        except ValueError as exc:
+            fail(str(exc))
+
+    result = _with_runtime(ctx, config_path, store_url, work)
+    if as_json:
+        echo_json(msgspec.to_builtins(result))
+    else:
+        say(
+            f"{job_id}: {result.fires} fires in range, {result.started} run, "
+            f"{result.already_recorded} already recorded, {result.skipped} skipped, "
+            f"{result.failed} failed"
+        )
+    if result.failed:
+        raise SystemExit(1)

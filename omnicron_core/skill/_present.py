@@ -9,6 +9,7 @@ from typing import Any
 from .._cron_parse import split_zone_prefix
 from .._errors import JobValidationError
 from .._models import Job, JobStatus, Schedule, job_to_builtins
+from .._runs import RunRecord
 from .._schedule import iter_fire_times, schedule_zone
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "describe_schedule",
     "display_zone",
     "fire_preview",
+    "history_view",
     "job_view",
     "rfc3339",
     "schedule_extras",
@@ -166,3 +168,23 @@ def schedule_extras(job: Job, location: tzinfo | None, count: int) -> dict[str, 
             "timezone": job.schedule.timezone or (zone_name(location) if location else ""),
             "next_fire_times": [],
         }
+
+
+def history_view(record: RunRecord, zone: tzinfo | None) -> dict[str, Any]:
+    """A history record as an agent sees it: times in RFC 3339, lateness in seconds."""
+    out: dict[str, Any] = {
+        "scheduled_at": rfc3339(record.scheduled_at, zone),
+        "trigger": str(record.trigger),
+        "outcome": str(record.outcome),
+    }
+    if record.attempt > 1:
+        out["attempt"] = record.attempt
+    if record.started_at is not None:
+        out["started_at"] = rfc3339(record.started_at, zone)
+    if record.finished_at is not None and record.started_at is not None:
+        out["duration_seconds"] = round((record.finished_at - record.started_at).total_seconds(), 3)
+    if record.lateness is not None:
+        out["lateness_seconds"] = round(record.lateness / 1e9, 3)
+    if record.error:
+        out["error"] = record.error
+    return out

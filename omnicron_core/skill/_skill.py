@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from .._duration import Duration, format_go_duration, parse_go_duration
-from .._errors import JobNotFoundError, JobValidationError, OmnicronError, ToolError
+from .._errors import JobNotFoundError, JobValidationError, OmnicronError, StoreError, ToolError
 from .._limits import AGENT_ORIGIN, check_job_limits, quote
 from .._log import get_logger
 from .._models import Action, Job, JobStatus, Schedule, new_job
@@ -22,7 +22,15 @@ from .._scheduler import ExecutionHandler, Scheduler, SchedulerConfig
 from .._store import Store, StoreConfig
 from ._args import ArgumentError, check_arguments, decode_arguments
 from ._config import SkillConfig
-from ._present import answer_zone, display_zone, job_view, rfc3339, schedule_extras, zone_name
+from ._present import (
+    answer_zone,
+    display_zone,
+    history_view,
+    job_view,
+    rfc3339,
+    schedule_extras,
+    zone_name,
+)
 from ._tools import (
     SKILL_PARAMS,
     AgentAction,
@@ -93,6 +101,7 @@ class Skill:
             "cron_trigger": self._trigger,
             "cron_update": self._update,
             "cron_next": self._next,
+            "cron_history": self._history,
         }
         self._tools = {
             name: SkillTool(
@@ -493,12 +502,26 @@ class Skill:
     async def _disable(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
         job = await self._find(args["id"], principal, "disable job")
         try:
-            saved = await self._sched.disable_job(job.id)
+            saved = await self._sched.disable_job(
+                job.id, note=str(args.get("note") or ""), by=principal or ""
+            )
         except JobNotFoundError:
             raise ToolError("disable job: job not found") from None
         out: dict[str, Any] = {"id": saved.id, "status": str(saved.status)}
+        if saved.pause is not None and saved.pause.note:
+            out["note"] = saved.pause.note
         out.update(self._view_extras(saved))
         return out
+
+    async def _history(self, args: dict[str, Any], principal: str | None) -> list[dict[str, Any]]:
+        job = await self._find(args["id"], principal, "job history")
+        try:
+            records = await self._sched.history(
+                job.id, limit=int(args.get("limit") or 10), outcome=args.get("outcome")
+            )
+        except StoreError as exc:
+            raise ToolError(f"job history: {exc}") from None
+        return [history_view(r, self._zone) for r in records]
 
     async def _reserve_trigger(self, job: Job) -> None:
         """Refuse a manual run within ``min_interval`` of the job's last run or trigger.

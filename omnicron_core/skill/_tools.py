@@ -343,7 +343,21 @@ def build_schemas(
         "cron_get": ("Get detailed information about a specific job", id_only),
         "cron_delete": ("Delete a scheduled job", id_only),
         "cron_enable": ("Enable a disabled job to resume scheduling", id_only),
-        "cron_disable": ("Disable a job without deleting it", id_only),
+        "cron_disable": (
+            "Disable a job without deleting it",
+            _obj(
+                {
+                    "id": _ID,
+                    "note": {
+                        "type": "string",
+                        "maxLength": 500,
+                        "description": "Why the job is paused (optional; kept on the job as "
+                        "pause.note, shown by cron_get, cleared by cron_enable)",
+                    },
+                },
+                ["id"],
+            ),
+        ),
         "cron_trigger": ("Run a job immediately, regardless of its schedule", id_only),
         "cron_update": (
             "Change an existing job: give its id and only the fields to change. A new "
@@ -355,5 +369,35 @@ def build_schemas(
             "Preview the next fire times of a cron expression, interval or one-time timestamp "
             "without creating a job, with a plain-English description of the schedule.",
             _obj(next_props, []),
+        ),
+        "cron_history": (
+            "Show a job's recent runs, newest first: when each fire was due, whether it ran "
+            "(succeeded, failed, cancelled, interrupted) or not (skipped while a run was still "
+            "going, missed during downtime), how late, and its error.",
+            _obj(
+                {
+                    "id": _ID,
+                    "limit": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 100,
+                        "description": "How many records (default 10)",
+                    },
+                    "outcome": {
+                        "type": "string",
+                        "enum": [
+                            "running",
+                            "succeeded",
+                            "failed",
+                            "skipped",
+                            "missed",
+                            "cancelled",
+                            "interrupted",
+                        ],
+                        "description": "Only records with this outcome",
+                    },
+                },
+                ["id"],
+            ),
         ),
     }

@@ -1,0 +1,113 @@
+"""``omnicron jobs history|describe|pause|resume|backfill`` as real processes on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli_commands import omnicron
+
+JOB = {
+    "id": "report",
+    "name": "report",
+    "schedule": {"interval": "1h"},
+    "action": {"type": "send_message", "session_id": "s1", "message": "hi"},
+    "created_at": "2026-01-01T00:00:00Z",
+    "policy": {"overlap": "buffer_one", "catch_up_window": "10m", "max_runs": 1000},
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "omnicron.toml").write_text(
+        f"""
+[scheduler]
+store = "sqlite:///{tmp_path / "jobs.db"}"
+timezone = "UTC"
+
+[plugins.send_message]
+transport = "jsonl"
+path = "{tmp_path / "messages.jsonl"}"
+"""
+    )
+    return tmp_path
+
+
+def ok(*args: str, cwd: Path, stdin: str | None = None) -> str:
+    proc = omnicron(*args, cwd=cwd, stdin=stdin)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_pause_trigger_history_describe_resume_backfill(project: Path) -> None:
+    ok("jobs", "add", "-", cwd=project, stdin=json.dumps(JOB))
+    shown = json.loads(ok("jobs", "show", "report", "--json", cwd=project))
+    assert shown["policy"] == dict(JOB["policy"], catch_up_window="10m0s")  # Go duration text
+
+    paused = json.loads(
+        ok(
+            "jobs",
+            "pause",
+            "report",
+            "--note",
+            "vendor outage",
+            "--by",
+            "ops",
+            "--json",
+            cwd=project,
+        )
+    )
+    assert paused["status"] == "disabled"
+    assert paused["pause"]["note"] == "vendor outage" and paused["pause"]["by"] == "ops"
+
+    ok("jobs", "trigger", "report", cwd=project)  # a paused job still runs by hand
+    records = json.loads(ok("jobs", "history", "report", "--json", cwd=project))
+    assert [(r["trigger"], r["outcome"]) for r in records] == [("manual", "succeeded")]
+    assert records[0]["job_id"] == "report" and records[0]["seq"] >= 1
+
+    described = json.loads(ok("jobs", "describe", "report", "--json", cwd=project))
+    assert described["job"]["pause"]["note"] == "vendor outage"
+    assert described["next_fires"] == []  # paused: nothing upcoming
+    assert len(described["recent_runs"]) == 1
+    text = ok("jobs", "describe", "report", cwd=project)
+    assert "vendor outage" in text and "buffer_one" in text
+
+    resumed = json.loads(ok("jobs", "resume", "report", "--json", cwd=project))
+    assert resumed["status"] == "enabled" and resumed["next_run_at"]
+
+    args = ["jobs", "backfill", "report", "--from", "2026-01-01T01:00:00Z", "--to",
+            "2026-01-01T03:00:00Z", "--rate", "100", "--json"]  # fmt: skip
+    first = json.loads(ok(*args, cwd=project))
+    assert (first["fires"], first["started"], first["already_recorded"]) == (3, 3, 0)
+    again = json.loads(ok(*args, cwd=project))
+    assert (again["fires"], again["started"], again["already_recorded"]) == (3, 0, 3)
+    backfilled = json.loads(ok("jobs", "history", "report", "--json", "--limit", "2", cwd=project))
+    assert [r["trigger"] for r in backfilled] == ["backfill", "backfill"]
+    older = json.loads(
+        ok("jobs", "history", "report", "--json", "--before", str(backfilled[-1]["seq"]),
+           cwd=project)
+    )  # fmt: skip
+    assert [r["trigger"] for r in older] == ["backfill", "manual"]
+    messages = (project / "messages.jsonl").read_text().splitlines()
+    assert len(messages) == 4  # one manual run and three backfilled, none twice
+
+    table = ok("jobs", "history", "report", cwd=project)
+    assert "backfill" in table and "manual" in table
+
+
+def test_history_errors_name_the_problem(project: Path) -> None:
+    proc = omnicron("jobs", "history", "nope", cwd=project)
+    assert proc.returncode == 1 and "job not found" in proc.stderr
+    bad = dict(JOB, policy={"overlap": "sometimes"})
+    proc = omnicron("jobs", "add", "-", cwd=project, stdin=json.dumps(bad))
+    assert proc.returncode == 1 and "policy.overlap" in proc.stderr
+    ok("jobs", "add", "-", cwd=project, stdin=json.dumps(JOB))
+    proc = omnicron("jobs", "backfill", "report", "--from", "yesterday", "--to", "now", cwd=project)
+    assert proc.returncode == 1 and "--from" in proc.stderr
+    proc = omnicron(
+        "jobs", "backfill", "report", "--from", "2026-01-02T00:00:00Z", "--to",
+        "2026-01-01T00:00:00Z", cwd=project,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "before its start" in proc.stderr
