@@ -7,10 +7,12 @@ all go through :class:`FireTimes`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from ._models import Job
+from ._fire_times import successive
+from ._models import Job, JobStatus
 from ._runs import Policy, deterministic_jitter
 from ._schedule import first_fire, next_fire_after
 
@@ -26,7 +28,7 @@ _US = timedelta(microseconds=1)
 class FireTimes:
     """Fire-time arithmetic of jobs with their policies, in one zone context."""
 
-    def __init__(self, location: tzinfo) -> None:
+    def __init__(self, location: tzinfo | None) -> None:
         self.location = location
 
     # -- nominal fires --------------------------------------------------------------------
@@ -108,6 +110,27 @@ class FireTimes:
                     cur = following
             span *= 2
         return None
+
+    # -- previews ---------------------------------------------------------------------------
+
+    def upcoming(self, job: Job, count: int) -> list[datetime]:
+        """The job's next ``count`` nominal fire times within its bounds (``start_at``,
+        ``end_at``, and the runs ``max_runs`` leaves): none for a disabled or finished job.
+
+        Every preview goes through here: ``Scheduler.describe``, ``omnicron jobs show`` and
+        the agent tools' ``next_fire_times`` (``cron_next`` with a draft job)."""
+        nominal = self.nominal(job)
+        if nominal is None or count <= 0 or job.status == JobStatus.DISABLED or job.finished:
+            return []
+        policy = self.policy(job)
+        if policy.max_runs is not None:
+            count = min(count, policy.max_runs - (job.counts.started if job.counts else 0))
+        if count <= 0:
+            return []
+        if not job.is_recurring():
+            return [nominal]
+        times = successive(lambda t: self.after(job, t), nominal, first=nominal)
+        return list(itertools.islice(times, count))
 
     # -- jitter -----------------------------------------------------------------------------
 

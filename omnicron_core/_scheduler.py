@@ -633,23 +633,9 @@ class Scheduler:
         """The job, its next ``fires`` fire times (nominal, within its bounds) and its last
         ``runs`` history records. :class:`JobNotFoundError` for an unknown id."""
         job = await self.store.get(job_id)
-        upcoming: list[datetime] = []
-        nominal = FireTimes.nominal(job)
-        if nominal is not None and job.status != JobStatus.DISABLED:
-            upcoming.append(nominal)
-            policy = FireTimes.policy(job)
-            budget = None
-            if policy.max_runs is not None:
-                budget = policy.max_runs - (job.counts.started if job.counts else 0)
-            while len(upcoming) < fires and job.is_recurring():
-                nxt = self._times.after(job, upcoming[-1])
-                if nxt is None:
-                    break
-                upcoming.append(nxt)
-            if budget is not None:
-                upcoming = upcoming[: max(budget, 0)]
+        upcoming = self._times.upcoming(job, fires)
         recent = await self.store.history(job_id, limit=runs) if self.store.keeps_history else []
-        return JobDescription(job=job, next_fires=upcoming[:fires], recent_runs=recent)
+        return JobDescription(job=job, next_fires=upcoming, recent_runs=recent)
 
     # -- running ------------------------------------------------------------------------
 

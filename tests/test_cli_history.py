@@ -113,3 +113,44 @@ def test_history_errors_name_the_problem(project: Path) -> None:
         "2026-01-01T00:00:00Z", cwd=project,
     )  # fmt: skip
     assert proc.returncode == 1 and "before its start" in proc.stderr
+
+
+def test_show_and_describe_preview_within_the_bounds(project: Path) -> None:
+    bounded = dict(
+        JOB,
+        policy={"start_at": "2030-01-01T00:00:00Z", "end_at": "2030-01-01T01:00:00Z"},
+    )
+    ok("jobs", "add", "-", cwd=project, stdin=json.dumps(bounded))
+    described = json.loads(ok("jobs", "describe", "report", "--json", cwd=project))
+    assert described["next_fires"] == ["2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z"]
+    shown = ok("jobs", "show", "report", cwd=project)
+    block = shown.split("next runs:")[1].split("last run:")[0]
+    assert block.count("2030-01-01") == 2, shown  # not three hourly times from now
+    # bad policy on update: located, and the job is unchanged
+    proc = omnicron(
+        "jobs", "update", "report", "-", cwd=project,
+        stdin=json.dumps({"policy": {"start_at": "2030-01-01T00:00:00Z",
+                                     "end_at": "2029-01-01T00:00:00Z"}}),
+    )  # fmt: skip
+    assert proc.returncode == 1 and "policy.end_at" in proc.stderr
+    after = json.loads(ok("jobs", "show", "report", "--json", cwd=project))
+    assert after["policy"] == bounded["policy"]
+
+
+def test_resume_with_catch_up_starts_from_the_first_fire_after_the_pause(project: Path) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    every_second = dict(JOB, schedule={"interval": "1s"}, policy={"catch_up_window": "10m"})
+    ok("jobs", "add", "-", cwd=project, stdin=json.dumps(every_second))
+    ok("jobs", "pause", "report", "--note", "n", cwd=project)
+    time.sleep(2.5)  # fires come and go while it is paused
+    before = datetime.now(UTC)
+    caught = json.loads(ok("jobs", "resume", "report", "--catch-up", "--json", cwd=project))
+    assert caught["status"] == "enabled"
+    # the first fire after the pause: already past, so the catch-up window decides at claim
+    assert datetime.fromisoformat(caught["next_run_at"]) < before
+    ok("jobs", "pause", "report", cwd=project)
+    before = datetime.now(UTC)
+    fresh = json.loads(ok("jobs", "resume", "report", "--json", cwd=project))
+    assert datetime.fromisoformat(fresh["next_run_at"]) > before  # from now: nothing missed runs

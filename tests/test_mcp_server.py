@@ -146,6 +146,20 @@ async def test_stdio_server_lists_creates_fires_and_deletes(tmp_path: Path) -> N
             "runs, 100ms"
         }
 
+        too_many = await session.call_tool(
+            "cron_create",
+            {"name": "r", "schedule_interval": "1h", "action_type": "send_message",
+             "session_id": "s-1", "message": "m", "policy": {"retry": {"attempts": 9}}},
+        )  # fmt: skip
+        assert payload(too_many) == {"error": "policy.retry.attempts: at most 3, got 9"}
+        assert len(payload(await session.call_tool("cron_list", {}))) == 1  # nothing saved
+        bounded = payload(
+            await session.call_tool(
+                "cron_update", {"id": out["id"], "policy": {"overlap": "buffer_one", "max_runs": 1}}
+            )
+        )
+        assert bounded["policy"] == {"overlap": "buffer_one", "max_runs": 1}
+
         deleted = await session.call_tool("cron_delete", {"id": out["id"]})
         assert payload(deleted) == {"deleted": True, "id": out["id"]}
         assert payload(await session.call_tool("cron_list", {})) == []

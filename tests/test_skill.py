@@ -124,6 +124,7 @@ def test_identity_tools_and_descriptions_are_the_originals() -> None:
         "webhook_method",
         "session_id",
         "message",
+        "policy",  # ours, after the original's
     ]
     # installed ∩ allowed (every installed type by default), each with its description
     assert schema["properties"]["action_type"]["enum"] == [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 import sys
 import uuid
@@ -27,8 +26,8 @@ from .._models import (
     utcnow,
 )
 from .._plugins import ActionExecutor, ParamFlag, Registry, get_plugin_manager
+from .._policy import FireTimes
 from .._runs import RunOutcome, RunRecord, record_to_builtins
-from .._schedule import iter_fire_times
 from ..config import Config, load_effective_config
 from ..runtime import Runtime, is_declared
 from ._common import (
@@ -200,21 +199,13 @@ def show(
         echo_raw_json(encode_job(job))
         return
     upcoming: list[str] = []
-    if job.status != JobStatus.DISABLED and job.next_run_at is not None:
-        times = iter_fire_times(
-            job.schedule,
-            job.next_run_at,
-            location=rt.location,
-            anchor=job.created_at,
-            first=job.next_run_at,
-        )
-        try:
-            for at in itertools.islice(times, 3):
-                upcoming.append(fmt_time(at, rt.location))
-        except (JobValidationError, OverflowError, ValueError) as exc:
-            # a stored job this scheduler cannot read: show it anyway, and why
-            reason = exc.message if isinstance(exc, JobValidationError) else str(exc)
-            upcoming.append(f"(no further times: {reason})")
+    try:
+        for at in FireTimes(rt.location).upcoming(job, 3):
+            upcoming.append(fmt_time(at, rt.location))
+    except (JobValidationError, OverflowError, ValueError) as exc:
+        # a stored job this scheduler cannot read: show it anyway, and why
+        reason = exc.message if isinstance(exc, JobValidationError) else str(exc)
+        upcoming.append(f"(no further times: {reason})")
     data = job_to_builtins(job)
     action = {k: v for k, v in data.get("action", {}).items() if v not in ("", None, {})}
     rows = [
@@ -887,7 +878,7 @@ def describe(
         echo_json(
             {
                 "job": job_to_builtins(described.job),
-                "next_fires": [t.isoformat() for t in described.next_fires],
+                "next_fires": msgspec.to_builtins(described.next_fires),  # as the job's times
                 "recent_runs": [record_to_builtins(r) for r in recent],
             }
         )

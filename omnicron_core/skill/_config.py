@@ -11,7 +11,82 @@ from .._errors import SettingError
 from .._limits import JobLimits
 from .._locate import locate
 
-__all__ = ["SkillConfig", "load_skill_config"]
+__all__ = ["AGENT_POLICY_FIELDS", "PolicyLimits", "SkillConfig", "load_skill_config"]
+
+#: The policy fields (``Job.policy``) the ``policy`` argument of ``cron_create`` and
+#: ``cron_update`` can carry.
+AGENT_POLICY_FIELDS = (
+    "overlap",
+    "concurrency",
+    "buffer_limit",
+    "catch_up",
+    "catch_up_window",
+    "jitter",
+    "start_at",
+    "end_at",
+    "max_runs",
+    "timeout",
+    "retry",
+)
+
+
+def _duration_setting(text: str, key: str) -> int:
+    try:
+        ns = parse_go_duration(text, allow_days=True)
+    except ValueError as exc:
+        raise SettingError(str(exc), key) from None
+    if ns < 0:
+        raise SettingError("must not be negative", key)
+    return ns
+
+
+class PolicyLimits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """What agents may set of a job's schedule policy (``[skill.policy]``).
+
+    A value past a bound is refused with the field named (``policy.retry.attempts: at most
+    3``) and nothing is saved. Under ``allow_all`` / ``buffer_all`` / catch-up ``all`` an agent
+    job's ``concurrency`` / ``buffer_limit`` default to the bound when it is lower than the
+    core's default.
+    """
+
+    #: Policy fields agents may set; ``[]`` takes the ``policy`` argument away.
+    fields: tuple[str, ...] = AGENT_POLICY_FIELDS
+    #: Longest ``catch_up_window`` (Go duration, ``d`` allowed).
+    max_catch_up_window: str = "1d"
+    #: Longest ``jitter``.
+    max_jitter: str = "1h"
+    #: Longest ``timeout``.
+    max_timeout: str = "6h"
+    #: Most ``retry.attempts``.
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] = 3
+    #: Shortest ``retry.backoff``.
+    min_retry_backoff: str = "10s"
+    #: Most ``concurrency`` (runs at once under ``allow_all``).
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
+    #: Most ``buffer_limit`` (fires kept waiting under ``buffer_all`` / catch-up ``all``).
+    max_buffer: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    #: ``start_at`` and ``end_at`` at most this far from now.
+    horizon: str = "366d"
+
+    def __post_init__(self) -> None:
+        for name in self.fields:
+            if name not in AGENT_POLICY_FIELDS:
+                raise SettingError(
+                    f"unknown policy field {name!r}; known: {', '.join(AGENT_POLICY_FIELDS)}",
+                    "fields",
+                )
+        for key in (
+            "max_catch_up_window",
+            "max_jitter",
+            "max_timeout",
+            "min_retry_backoff",
+            "horizon",
+        ):
+            _duration_setting(getattr(self, key), key)
+
+    def ns(self, key: str) -> int:
+        """A duration setting in nanoseconds."""
+        return parse_go_duration(getattr(self, key), allow_days=True)
 
 
 class SkillConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -58,6 +133,8 @@ class SkillConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
     preview_count: Annotated[int, msgspec.Meta(ge=0, le=100)] = 3
     #: The most fire times ``cron_next`` returns.
     max_preview_count: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    #: What agents may set of a job's schedule policy (``[skill.policy]``).
+    policy: PolicyLimits = msgspec.field(default_factory=PolicyLimits)
 
     def __post_init__(self) -> None:
         try:

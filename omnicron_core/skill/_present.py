@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from .._cron_parse import split_zone_prefix
 from .._errors import JobValidationError
 from .._models import Job, JobStatus, Schedule, job_to_builtins
+from .._policy import FireTimes
 from .._runs import RunRecord
-from .._schedule import iter_fire_times, schedule_zone
+from .._schedule import schedule_zone
 
 __all__ = [
     "answer_zone",
@@ -21,7 +21,6 @@ __all__ = [
     "job_view",
     "rfc3339",
     "schedule_extras",
-    "upcoming",
     "zone_name",
 ]
 
@@ -106,34 +105,13 @@ def describe_schedule(schedule: Schedule, location: tzinfo | None) -> str:
     return "No schedule"
 
 
-def upcoming(
-    schedule: Schedule,
-    *,
-    first: datetime | None,
-    after: datetime,
-    anchor: datetime | None,
-    location: tzinfo | None,
-    count: int,
-) -> list[datetime]:
-    """Up to ``count`` fire times: ``first`` (the stored next run, if any), then the ones after."""
-    times = iter_fire_times(schedule, after, location=location, anchor=anchor, first=first)
-    return list(itertools.islice(times, count))
-
-
 def fire_preview(job: Job, location: tzinfo | None, count: int) -> list[str]:
-    """The job's next ``count`` fire times in its zone (none unless it is enabled)."""
-    if job.status != JobStatus.ENABLED or job.next_run_at is None or count == 0:
+    """The job's next ``count`` nominal fire times within its bounds, in its zone (none unless
+    it is enabled): :meth:`FireTimes.upcoming`, the one preview of a job's fires."""
+    if job.status != JobStatus.ENABLED:
         return []
     zone = display_zone(job.schedule, location)
-    times = upcoming(
-        job.schedule,
-        first=job.next_run_at,
-        after=datetime.now(UTC),
-        anchor=job.created_at,
-        location=location,
-        count=count,
-    )
-    return [rfc3339(t, zone) for t in times]
+    return [rfc3339(t, zone) for t in FireTimes(location).upcoming(job, count)]
 
 
 def job_view(job: Job, location: tzinfo | None, count: int) -> dict[str, Any]:

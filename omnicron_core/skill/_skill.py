@@ -17,11 +17,14 @@ from .._limits import AGENT_ORIGIN, check_job_limits, quote
 from .._log import get_logger
 from .._models import Action, Job, JobStatus, Schedule, new_job
 from .._plugins import Registry
+from .._policy import FireTimes
+from .._runs import Policy
 from .._schedule import iter_fire_times, resolve_zone, validate_schedule
 from .._scheduler import ExecutionHandler, Scheduler, SchedulerConfig
 from .._store import Store, StoreConfig
 from ._args import ArgumentError, check_arguments, decode_arguments
 from ._config import SkillConfig
+from ._policy_args import PREVIEW_POLICY_FIELDS, policy_from
 from ._present import (
     answer_zone,
     display_zone,
@@ -295,6 +298,20 @@ class Skill:
         validate_schedule(schedule, self._zone)
         return schedule
 
+    def _policy_from(
+        self, args: dict[str, Any], base: Policy | None, *, fields: tuple[str, ...] = ()
+    ) -> Policy | None:
+        """The job's policy with the ``policy`` argument applied (``base`` when none is
+        given), within the skill's ``[skill.policy]`` limits; ``fields`` narrows them."""
+        if "policy" not in args:
+            return base
+        limits = self.config.policy
+        if fields:
+            limits = msgspec.structs.replace(
+                limits, fields=tuple(f for f in limits.fields if f in fields)
+            )
+        return policy_from(args["policy"], base, limits, datetime.now(UTC))
+
     def _rate_problem(self, schedule: Schedule, now: datetime) -> str | None:
         """Why ``schedule`` fires more often than ``min_interval`` allows, or ``None``."""
         limit = self.config.min_interval_ns
@@ -429,7 +446,9 @@ class Skill:
             raise ToolError(problem)
         action = self._action_from(args, principal, None)
         assert action is not None
+        policy = self._policy_from(args, None)
         job = new_job(None, args["name"], schedule, action, description=args.get("description", ""))
+        job.policy = policy
         # Whole seconds: an interval job's fire times (creation + n intervals) read cleanly.
         job.created_at = job.updated_at = (
             job.created_at.replace(microsecond=0) if job.created_at else None
@@ -589,6 +608,8 @@ class Skill:
         action = self._action_from(args, principal, job.action)
         if action is not None:
             job.action = action
+        if "policy" in args:
+            job.policy = self._policy_from(args, job.policy)
         if "name" in args:
             job.name = args["name"]
         if "description" in args:
@@ -607,19 +628,28 @@ class Skill:
         return job_view(saved, self._zone, self.config.preview_count)
 
     async def _next(self, args: dict[str, Any], principal: str | None) -> dict[str, Any]:
-        schedule = self._schedule_from({k: v for k, v in args.items() if k != "count"}, None)
+        schedule = self._schedule_from(
+            {k: v for k, v in args.items() if k not in ("count", "policy")}, None
+        )
         if schedule is None or not schedule.kinds():
             raise ToolError("schedule is required (cron, once, or interval)")
         now = datetime.now(UTC).replace(microsecond=0)  # whole seconds read better
         zone = display_zone(schedule, self._zone)
         count = int(args.get("count", min(5, self.config.max_preview_count)))
-        times = itertools.islice(iter_fire_times(schedule, now, location=self._zone), count)
+        # a draft job, previewed as cron_get would show it: the one fire-times iterator
+        draft = Job(
+            schedule=schedule,
+            created_at=now,
+            policy=self._policy_from(args, None, fields=PREVIEW_POLICY_FIELDS),
+        )
+        times = FireTimes(self._zone)
+        draft.next_run_at = times.after(draft, now)
         out: dict[str, Any] = {
             "schedule_description": schedule_extras(
                 Job(schedule=schedule, status=JobStatus.DISABLED), self._zone, 0
             )["schedule_description"],
             "timezone": zone_name(zone),
-            "next_fire_times": [rfc3339(t, zone) for t in times],
+            "next_fire_times": [rfc3339(t, zone) for t in times.upcoming(draft, count)],
         }
         problem = self._rate_problem(schedule, now)
         if problem:

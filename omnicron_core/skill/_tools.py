@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._config import SkillConfig
+from ._policy_args import PREVIEW_POLICY_FIELDS, policy_schema
 
 if TYPE_CHECKING:
     import mcp_types
@@ -283,6 +284,8 @@ def _create_properties(
             "others may go here too",
             "properties": merged.nested,
         }
+    if config.policy.fields:
+        props["policy"] = policy_schema(config.policy)
     return props
 
 
@@ -318,6 +321,15 @@ def build_schemas(
             "description": "How many fire times to show (default 5)",
         },
     }
+    if any(f in config.policy.fields for f in PREVIEW_POLICY_FIELDS):
+        bounds = policy_schema(config.policy)
+        bounds["properties"] = {
+            k: v for k, v in bounds["properties"].items() if k in PREVIEW_POLICY_FIELDS
+        }
+        bounds["description"] = (
+            "The bounds a job would have (start_at, end_at, max_runs), applied to the preview"
+        )
+        next_props["policy"] = bounds
     return {
         "cron_create": (
             "Create a new scheduled job with one schedule: a cron expression (e.g. '0 9 * * *' "
