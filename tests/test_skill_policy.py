@@ -57,7 +57,7 @@ async def test_create_with_a_policy_saves_it_and_previews_within_its_bounds(skil
                 "start_at": rfc(start),
                 "end_at": rfc(start + timedelta(hours=5)),
                 "max_runs": 2,
-                "retry": {"attempts": 2, "backoff": "30s"},
+                "retry": {"attempts": 2, "backoff": "90s"},
                 "timeout": "5m",
             },
         },
@@ -65,7 +65,7 @@ async def test_create_with_a_policy_saves_it_and_previews_within_its_bounds(skil
     assert "error" not in out, out
     got = await call(skill, "cron_get", {"id": out["id"]})
     assert got["policy"]["overlap"] == "buffer_one" and got["policy"]["max_runs"] == 2
-    assert got["policy"]["retry"]["attempts"] == 2 and got["policy"]["retry"]["backoff"] == "30s"
+    assert got["policy"]["retry"]["attempts"] == 2 and got["policy"]["retry"]["backoff"] == "1m30s"
     # the preview starts at start_at and stops after max_runs (not three hourly times from now)
     hours = [start, start + timedelta(hours=1)]
     assert [datetime.fromisoformat(t) for t in out["next_fire_times"]] == hours
@@ -226,3 +226,72 @@ async def test_every_preview_is_the_one_iterator_with_the_bounds(tmp_path: Any) 
         assert len(fire_preview(used, UTC, 10)) == 2
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("min_interval", "retry", "message"),
+    [
+        (
+            "1m",
+            {"attempts": 3, "backoff": "30s"},
+            "policy.retry.backoff: 30s is shorter than "
+            "agents may set (1m0s, the minimum interval between runs)",
+        ),
+        ("1h", {"attempts": 1, "backoff": "59m"}, "policy.retry.backoff: 59m0s is shorter"),
+        (
+            "1h",
+            {"attempts": 1, "backoff": "1h", "max_backoff": "30m"},
+            "policy.retry.max_backoff: retry max_backoff must be at least backoff",
+        ),
+    ],
+)
+async def test_agent_retry_backoff_below_min_interval_is_refused(
+    min_interval: str, retry: dict[str, Any], message: str
+) -> None:
+    """A retry is a run: an agent's retries may not come sooner than min_interval allows."""
+    s = make_skill(load_skill_config({"min_interval": min_interval}), start_scheduler=False)
+    await s.init()
+    try:
+        args = {"name": "x", "schedule_cron": "0 * * * *", **SEND, "policy": {"retry": retry}}
+        out = await call(s, "cron_create", args)
+        assert "error" in out and message in out["error"], out
+        assert await call(s, "cron_list", {}) == []
+    finally:
+        await s.close()
+
+
+@pytest.mark.parametrize(
+    ("min_interval", "backoff", "max_backoff"),
+    [("1m", "1m0s", "10m0s"), ("1h", "1h0m0s", "1h0m0s"), ("0", "10s", "10m0s")],
+)
+async def test_agent_retry_backoff_defaults_to_min_interval(
+    min_interval: str, backoff: str, max_backoff: str
+) -> None:
+    """Without a backoff an agent's retries wait at least min_interval (and the cap follows)."""
+    s = make_skill(load_skill_config({"min_interval": min_interval}), start_scheduler=False)
+    await s.init()
+    try:
+        args = {
+            "name": "x",
+            "schedule_cron": "0 0 * * *",
+            **SEND,
+            "policy": {"retry": {"attempts": 3}},
+        }
+        out = await call(s, "cron_create", args)
+        assert "error" not in out, out
+        job = await s._sched.get_job(out["id"])
+        assert job.policy is not None and job.policy.retry is not None
+        assert (
+            job.policy.retry.backoff.ns
+            >= load_skill_config({"min_interval": min_interval}).min_interval_ns
+        )
+        got = await call(s, "cron_get", {"id": out["id"]})
+        assert got["policy"]["retry"]["backoff"] == backoff
+        assert got["policy"]["retry"]["max_backoff"] == max_backoff
+        # the schema says so
+        tool = s.get_tool("cron_create")
+        assert tool is not None
+        desc = tool.parameters["properties"]["policy"]["properties"]["retry"]["description"]
+        assert f"backoff (at least {'10s' if min_interval == '0' else backoff}" in desc, desc
+    finally:
+        await s.close()

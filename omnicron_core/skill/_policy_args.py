@@ -29,8 +29,9 @@ PREVIEW_POLICY_FIELDS = ("start_at", "end_at", "max_runs")
 _RETRY_FIELDS = tuple(RetryPolicy.__struct_fields__)
 
 
-def policy_schema(limits: PolicyLimits) -> dict[str, Any]:
+def policy_schema(limits: PolicyLimits, min_interval_ns: int = 0) -> dict[str, Any]:
     """The JSON Schema of the ``policy`` argument (only the fields agents may set)."""
+    least = _least_backoff(limits, min_interval_ns)[1]
     dur = "a duration such as '90s' or '1h30m'"
     specs: dict[str, dict[str, Any]] = {
         "overlap": {
@@ -93,7 +94,7 @@ def policy_schema(limits: PolicyLimits) -> dict[str, Any]:
         "retry": {
             "type": "object",
             "description": "Retries of a failed run: {attempts (at most "
-            f"{limits.max_retries}), backoff (at least {limits.min_retry_backoff}), "
+            f"{limits.max_retries}), backoff (at least {least}), "
             "max_backoff, jitter (0 to 1)}",
             "properties": {
                 "attempts": {"type": "integer", "minimum": 0, "maximum": limits.max_retries},
@@ -122,11 +123,17 @@ def _dur(ns: int) -> str:
 
 
 def policy_from(
-    raw: Any, base: Policy | None, limits: PolicyLimits, now: datetime
+    raw: Any,
+    base: Policy | None,
+    limits: PolicyLimits,
+    now: datetime,
+    min_interval_ns: int = 0,
 ) -> Policy | None:
     """The policy ``raw`` (the agent's ``policy`` argument) gives on top of ``base`` (the job's
     current policy, ``None`` for a new job), checked against ``limits``; ``None`` when it is
-    all defaults. Raises :class:`ToolError` naming the field."""
+    all defaults. ``min_interval_ns`` (the skill's ``min_interval``) raises the shortest retry
+    backoff: a retry is a run, so it may not come sooner than the job may run again.
+    Raises :class:`ToolError` naming the field."""
     if not isinstance(raw, Mapping):
         raise ToolError(f"policy: must be an object, got {json_type_name(raw)}")
     for key in raw:
@@ -159,13 +166,23 @@ def policy_from(
         err = locate(exc, "policy", root=Policy)
         raise ToolError(str(err)) from None
     given = {k for k, v in raw.items() if v is not None}
-    _check_bounds(policy, given, retry if isinstance(retry, Mapping) else {}, limits, now)
-    policy = _agent_defaults(policy, given, retry if isinstance(retry, Mapping) else {}, limits)
+    retry_given = retry if isinstance(retry, Mapping) else {}
+    least = _least_backoff(limits, min_interval_ns)
+    _check_bounds(policy, given, retry_given, limits, now, least)
+    policy = _agent_defaults(policy, given, retry_given, limits, least)
     try:
         validate_policy(Job(policy=policy))
     except JobValidationError as exc:
         raise ToolError(f"{exc.field}: {exc.message}" if exc.field else exc.message) from None
     return None if policy == Policy() else policy
+
+
+def _least_backoff(limits: PolicyLimits, min_interval_ns: int) -> tuple[int, str]:
+    """The shortest retry backoff an agent may have (ns) and how to name it in a refusal."""
+    floor = limits.ns("min_retry_backoff")
+    if min_interval_ns > floor:
+        return min_interval_ns, f"{_dur(min_interval_ns)}, the minimum interval between runs"
+    return floor, limits.min_retry_backoff
 
 
 def _check_bounds(
@@ -174,6 +191,7 @@ def _check_bounds(
     retry: Mapping[str, Any],
     limits: PolicyLimits,
     now: datetime,
+    least: tuple[int, str],
 ) -> None:
     for name, key in (
         ("catch_up_window", "max_catch_up_window"),
@@ -205,17 +223,19 @@ def _check_bounds(
             raise _refuse(
                 "retry.attempts", f"at most {limits.max_retries}, got {policy.retry.attempts}"
             )
-        least = limits.ns("min_retry_backoff")
-        if "backoff" in retry and policy.retry.backoff.ns < least:
+        if "backoff" in retry and policy.retry.backoff.ns < least[0]:
             raise _refuse(
                 "retry.backoff",
-                f"{_dur(policy.retry.backoff.ns)} is shorter than agents may set "
-                f"({limits.min_retry_backoff})",
+                f"{_dur(policy.retry.backoff.ns)} is shorter than agents may set ({least[1]})",
             )
 
 
 def _agent_defaults(
-    policy: Policy, given: set[str], retry: Mapping[str, Any], limits: PolicyLimits
+    policy: Policy,
+    given: set[str],
+    retry: Mapping[str, Any],
+    limits: PolicyLimits,
+    least: tuple[int, str],
 ) -> Policy:
     """The core's defaults lowered to the agent bounds where the agent did not choose."""
     changes: dict[str, Any] = {}
@@ -232,13 +252,15 @@ def _agent_defaults(
         and "buffer_limit" not in given
     ):
         changes["buffer_limit"] = limits.max_buffer
-    if policy.retry is not None and "backoff" not in retry:
-        least = limits.ns("min_retry_backoff")
-        if policy.retry.backoff.ns < least:
-            backoff = Duration(least)
+    if policy.retry is not None:
+        backoff = policy.retry.backoff
+        if "backoff" not in retry and backoff.ns < least[0]:
+            backoff = Duration(least[0])
+        max_backoff = policy.retry.max_backoff
+        if "max_backoff" not in retry and max_backoff.ns < backoff.ns:
+            max_backoff = backoff  # the default cap (10m) lifted to a longer floor
+        if (backoff, max_backoff) != (policy.retry.backoff, policy.retry.max_backoff):
             changes["retry"] = msgspec.structs.replace(
-                policy.retry,
-                backoff=backoff,
-                max_backoff=max(policy.retry.max_backoff, backoff, key=lambda d: d.ns),
+                policy.retry, backoff=backoff, max_backoff=max_backoff
             )
     return msgspec.structs.replace(policy, **changes) if changes else policy

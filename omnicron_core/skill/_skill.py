@@ -310,7 +310,9 @@ class Skill:
             limits = msgspec.structs.replace(
                 limits, fields=tuple(f for f in limits.fields if f in fields)
             )
-        return policy_from(args["policy"], base, limits, datetime.now(UTC))
+        return policy_from(
+            args["policy"], base, limits, datetime.now(UTC), self.config.min_interval_ns
+        )
 
     def _rate_problem(self, schedule: Schedule, now: datetime) -> str | None:
         """Why ``schedule`` fires more often than ``min_interval`` allows, or ``None``."""

@@ -285,7 +285,7 @@ def _create_properties(
             "properties": merged.nested,
         }
     if config.policy.fields:
-        props["policy"] = policy_schema(config.policy)
+        props["policy"] = policy_schema(config.policy, config.min_interval_ns)
     return props
 
 
@@ -322,7 +322,7 @@ def build_schemas(
         },
     }
     if any(f in config.policy.fields for f in PREVIEW_POLICY_FIELDS):
-        bounds = policy_schema(config.policy)
+        bounds = policy_schema(config.policy, config.min_interval_ns)
         bounds["properties"] = {
             k: v for k, v in bounds["properties"].items() if k in PREVIEW_POLICY_FIELDS
         }
