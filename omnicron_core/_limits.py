@@ -20,9 +20,11 @@ from ._text import CONTROL_CHARS
 
 __all__ = [
     "AGENT_ORIGIN",
+    "MAX_NOTE_LENGTH",
     "JobLimits",
     "check_env_free",
     "check_job_limits",
+    "check_pause_note",
     "check_text",
     "is_agent_job",
     "quote",
@@ -33,6 +35,8 @@ __all__ = [
 AGENT_ORIGIN: Final[Literal["agent"]] = "agent"
 
 _ENV_MARK = "${env:"
+#: Characters of a pause note's ``note`` and ``by`` (the agent tools allow fewer).
+MAX_NOTE_LENGTH: Final = 4096
 _QUOTE_CHARS = 80
 #: JSON punctuation counted per value when sizing a structure (quotes, comma, colon).
 _OVERHEAD = 4
@@ -181,6 +185,15 @@ def _check_tree(value: Any, field: str, *, max_bytes: int, max_string: int, dept
             )
 
 
+def check_pause_note(note: str, by: str) -> None:
+    """Refuse a pause note (``pause.note`` / ``pause.by``) that is too long or holds control
+    characters (the note may hold line breaks)."""
+    check_text(
+        note, field="pause.note", label="pause note", limit=MAX_NOTE_LENGTH, allow_newlines=True
+    )
+    check_text(by, field="pause.by", label="paused-by name", limit=MAX_NOTE_LENGTH)
+
+
 def check_job_limits(job: Any, limits: JobLimits) -> None:
     """Raise :class:`JobValidationError` for the first field of ``job`` beyond ``limits``.
 
@@ -221,6 +234,9 @@ def check_job_limits(job: Any, limits: JobLimits) -> None:
             max_string=limits.max_metadata_bytes,
             depth=limits.max_depth,
         )
+    pause = getattr(job, "pause", None)
+    if pause is not None:
+        check_pause_note(pause.note, pause.by)
 
 
 def is_agent_job(job: Any) -> bool:

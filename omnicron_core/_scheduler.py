@@ -25,7 +25,7 @@ from ._errors import (
     StoreError,
     describe_error,
 )
-from ._limits import JobLimits
+from ._limits import JobLimits, check_pause_note
 from ._log import get_logger
 from ._models import ExecutionResult, Job, JobStatus, utcnow
 from ._plugins import Registry, RunInfo, notify_each_plugin
@@ -46,7 +46,7 @@ from ._runs import (
     fire_run_id,
     manual_run_id,
 )
-from ._schedule import resolve_zone
+from ._schedule import EARLIEST, LATEST, resolve_zone
 from ._store import Store, StoreConfig
 from ._validation import validate_job, validate_job_async
 
@@ -577,6 +577,7 @@ class Scheduler:
 
         ``note`` and ``by`` are kept on the job (``job.pause``: who, when, why) until it is
         enabled again. A manual trigger still runs a disabled job."""
+        check_pause_note(note, by)
         now = self.now()
 
         def patch(cur: Job) -> Job | None:
@@ -1537,6 +1538,16 @@ class Scheduler:
             raise ValueError("backfill times must be aware datetimes")
         if end < start:
             raise ValueError("backfill end must not be before its start")
+        if not EARLIEST <= start < LATEST:
+            raise ValueError(
+                f"backfill start {start.isoformat()} is outside the supported range "
+                f"({EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d})"
+            )
+        if end > self.now():
+            raise ValueError(
+                f"backfill end {end.isoformat()} is in the future; a backfill runs past fires "
+                "(give now or an earlier time)"
+            )
         if rate <= 0:
             raise ValueError("backfill rate must be positive")
         overlap = Overlap(overlap)

@@ -8,7 +8,7 @@ from ._errors import JobValidationError
 from ._limits import AGENT_ORIGIN, JobLimits, check_env_free, check_job_limits, is_agent_job
 from ._models import Action, Job
 from ._plugins import Registry
-from ._schedule import validate_schedule
+from ._schedule import EARLIEST, LATEST, validate_schedule
 
 __all__ = ["validate_action_minimal", "validate_job", "validate_job_async", "validate_policy"]
 
@@ -67,6 +67,10 @@ def validate_job(
         validate_action_minimal(job.action)
 
 
+#: Largest ``policy.max_runs`` (stores keep counters as 64-bit integers).
+MAX_RUNS = 1_000_000_000_000
+
+
 def validate_policy(job: Job) -> None:
     """Raise :class:`JobValidationError` for a policy that cannot be applied (field types and
     ranges are checked when the job is decoded)."""
@@ -85,6 +89,18 @@ def validate_policy(job: Job) -> None:
             raise JobValidationError(
                 f"{name} must be an RFC 3339 time with a zone offset", field=f"policy.{name}"
             )
+        if value is not None and not EARLIEST <= value < LATEST:
+            # as schedule.once: a time some zone cannot show could be saved but never listed
+            raise JobValidationError(
+                f"{name} {value.isoformat()} is outside the supported range; give a time from "
+                f"{EARLIEST:%Y-%m-%d} up to (not including) {LATEST:%Y-%m-%d}",
+                field=f"policy.{name}",
+            )
+    if policy.max_runs is not None and policy.max_runs > MAX_RUNS:
+        raise JobValidationError(
+            f"max_runs must be at most {MAX_RUNS}, got {str(policy.max_runs)[:40]}",
+            field="policy.max_runs",
+        )
     if (
         policy.start_at is not None
         and policy.end_at is not None

@@ -154,3 +154,66 @@ def test_resume_with_catch_up_starts_from_the_first_fire_after_the_pause(project
     before = datetime.now(UTC)
     fresh = json.loads(ok("jobs", "resume", "report", "--json", cwd=project))
     assert datetime.fromisoformat(fresh["next_run_at"]) > before  # from now: nothing missed runs
+
+
+def _records(project: Path) -> list[object]:
+    return json.loads(ok("jobs", "history", "report", "--json", cwd=project))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "message"),
+    [
+        ("2026-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "is in the future"),
+        ("0001-01-01T00:00:00Z", "now", "backfill start 0001-01-01T00:00:00+00:00 is outside"),
+        ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z", "9999-12-31T23:59:59+00:00 is outside"),
+        ("0001-01-01T00:00:00+14:00", "now", "is outside the supported range"),
+    ],
+)
+def test_backfill_range_beyond_the_past_or_now_is_refused(
+    project: Path, start: str, end: str, message: str
+) -> None:
+    # a range reaching into the future would run fires now that are not due; one near the
+    # ends of time overflowed (OverflowError reached the safety net); nothing is run or recorded
+    ok("jobs", "add", "-", cwd=project, stdin=json.dumps(JOB))
+    proc = omnicron("jobs", "backfill", "report", "--from", start, "--to", end, cwd=project)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: backfill ") and message in proc.stderr, proc.stderr
+    assert "unexpected" not in proc.stderr and "Traceback" not in proc.stderr
+    assert _records(project) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--note", "a\x1b]0;pwn\x07"], "error: pause.note: pause note must not contain control"),
+        (["--note", "x" * 5000], "error: pause.note: pause note is too long (5000 characters)"),
+        (["--by", "me\x1b[2J"], "error: pause.by: paused-by name must not contain control"),
+    ],
+)
+def test_hostile_pause_note_is_refused_and_the_job_stays_as_it_was(
+    project: Path, flags: list[str], message: str
+) -> None:
+    ok("jobs", "add", "-", cwd=project, stdin=json.dumps(JOB))
+    proc = omnicron("jobs", "pause", "report", *flags, cwd=project)
+    assert proc.returncode == 1 and proc.stderr.startswith(message), proc.stderr
+    job = json.loads(ok("jobs", "show", "report", "--json", cwd=project))
+    assert job["status"] == "enabled" and "pause" not in job
+    # a note over several lines is fine, shown as indented lines
+    ok("jobs", "pause", "report", "--note", "line 1\nline 2", cwd=project)
+    assert "line 1\n             line 2\n" in ok("jobs", "describe", "report", cwd=project)
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"start_at": "0001-01-01T00:00:00+14:00"}, "error: policy.start_at: start_at 0001-01-01"),
+        ({"end_at": "9999-12-31T23:59:59-14:00"}, "error: policy.end_at: end_at 9999-12-31"),
+        ({"max_runs": 10**30}, "error: policy.max_runs: max_runs must be at most 1000000000000"),
+    ],
+)
+def test_policy_times_beyond_the_horizon_and_huge_counts_are_refused(
+    project: Path, policy: dict[str, object], message: str
+) -> None:
+    proc = omnicron("jobs", "add", "-", cwd=project, stdin=json.dumps(dict(JOB, policy=policy)))
+    assert proc.returncode == 1 and proc.stderr.startswith(message), proc.stderr
+    assert json.loads(ok("jobs", "list", "--json", cwd=project)) == []

@@ -488,3 +488,48 @@ def test_deeply_nested_json_in_flags(tmp_path: Path, flag: str) -> None:
     assert proc.returncode == 1
     errors = error_lines(proc)
     assert errors and "nested too deeply" in errors[0] and flag in errors[0], errors
+
+
+HOSTILE_EXCERPT = "\x1b]0;pwn\x07[/][link=http://evil]x[/link]\x1b[2J\x9b31m:thumbs_up:\u202e"
+
+
+def test_history_records_from_a_hostile_endpoint_are_shown_as_text(tmp_path: Path) -> None:
+    # a webhook's answer and error text end up in run records (output/error excerpts): they
+    # are shown like every other piece of user data, on a terminal, piped and as JSON
+    from datetime import UTC, datetime
+
+    from omnicron_core._runs import RunOutcome, RunRecord, RunTrigger, RunWrites
+
+    db = tmp_path / "jobs.db"
+    store_hostile_jobs(db)
+
+    async def record() -> None:
+        store = Store(StoreConfig(url=f"sqlite:///{db}"))
+        now = datetime.now(UTC)
+        rec = RunRecord(
+            run_id="close@x", job_id="close", trigger=RunTrigger.SCHEDULE,
+            outcome=RunOutcome.FAILED, scheduled_at=now, recorded_at=now,
+            error=HOSTILE_EXCERPT, output=json.dumps(HOSTILE_EXCERPT), owner=HOSTILE_EXCERPT,
+        )  # fmt: skip
+        await store.write_runs(RunWrites(insert=[rec]))
+        await store.close()
+
+    asyncio.run(record())
+    store = f"sqlite:///{db}"
+    for command in ("history", "describe"):
+        proc = omnicron("jobs", command, "close", "--store", store, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert_plain(proc.stdout + proc.stderr, terminal=False)
+        assert b"\\x1b]0;pwn\\x07[/][link=http://evil]x[/link]" in proc.stdout
+        assert "\u202e".encode() not in proc.stdout
+        status, out = on_a_terminal("jobs", command, "close", "--store", store, cwd=tmp_path)
+        assert status == 0, out
+        assert_plain(out, terminal=True)
+        assert "\u202e".encode() not in out
+        proc = omnicron("jobs", command, "close", "--json", "--store", store, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert_plain(proc.stdout, terminal=False)
+        assert "\u202e".encode() not in proc.stdout  # bidi override escaped in JSON too
+        data = json.loads(proc.stdout)
+        records = data if command == "history" else data["recent_runs"]
+        assert records[0]["error"] == HOSTILE_EXCERPT  # exact in the data

@@ -101,6 +101,9 @@ async def test_create_with_a_policy_saves_it_and_previews_within_its_bounds(skil
             "policy.end_at: end_at must be after start_at",
         ),
         ({"max_runs": 0}, "policy.max_runs: "),
+        # times some zone cannot show (year 0 in UTC) and counters past 64 bits
+        ({"start_at": "0001-01-01T00:00:00+14:00"}, "policy.start_at: start_at 0001-01-01"),
+        ({"max_runs": 10**30}, "policy.max_runs: max_runs must be at most 1000000000000"),
         ({"owner": "x"}, "policy.owner: unknown policy field"),
     ],
 )
@@ -295,3 +298,23 @@ async def test_agent_retry_backoff_defaults_to_min_interval(
         assert f"backoff (at least {'10s' if min_interval == '0' else backoff}" in desc, desc
     finally:
         await s.close()
+
+
+@pytest.mark.parametrize(
+    ("note", "message"),
+    [
+        ("a\x1b]0;pwn\x07", "disable job: parameter 'note': pause note must not contain control"),
+        (
+            "x\u202ey",
+            "parameter 'note': pause note must not contain control characters (found U+202E)",
+        ),
+    ],
+)
+async def test_agent_pause_note_with_control_characters_is_refused(
+    skill: Skill, note: str, message: str
+) -> None:
+    made = await call(skill, "cron_create", {"name": "x", "schedule_cron": "0 * * * *", **SEND})
+    out = await call(skill, "cron_disable", {"id": made["id"], "note": note})
+    assert "error" in out and message in out["error"], out
+    job = await skill._sched.get_job(made["id"])
+    assert str(job.status) == "enabled" and job.pause is None

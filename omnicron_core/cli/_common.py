@@ -96,7 +96,9 @@ class State:
 # shown escaped (``\x1b``), so ESC sequences (set title, clear screen, OSC 8 links) cannot reach
 # the terminal, on a tty or piped. omnicron's own styling is applied to its own words only.
 
-_C1_IN_JSON = re.compile(rb"\xc2([\x80-\x9f])")
+# C1 controls (U+0080..U+009F), line/paragraph separators and bidi overrides (U+2028..U+202E)
+# and isolates (U+2066..U+2069) as UTF-8: only ever inside JSON strings, where \uXXXX is valid.
+_C1_IN_JSON = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
 
 
 def plain_lines(text: object) -> list[str]:
@@ -274,9 +276,10 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def safe_json(data: bytes) -> bytes:
-    """JSON bytes with C1 control characters written as ``\\u0080``..``\\u009f`` escapes
-    (msgspec escapes C0 controls but writes C1 ones as UTF-8, which some terminals obey)."""
-    return _C1_IN_JSON.sub(lambda m: b"\\u00%02x" % m.group(1)[0], data)
+    """JSON bytes with C1 control characters, line separators and bidi overrides written as
+    ``\\u0080``-style escapes (msgspec escapes C0 controls but writes these as UTF-8, which
+    some terminals obey or display reordered)."""
+    return _C1_IN_JSON.sub(lambda m: b"\\u%04x" % ord(m.group().decode()), data)
 
 
 def echo_json(data: Any) -> None:

@@ -528,6 +528,8 @@ class Skill:
             )
         except JobNotFoundError:
             raise ToolError("disable job: job not found") from None
+        except JobValidationError as exc:  # the note (control characters)
+            raise ToolError(f"disable job: parameter 'note': {exc.message}") from None
         out: dict[str, Any] = {"id": saved.id, "status": str(saved.status)}
         if saved.pause is not None and saved.pause.note:
             out["note"] = saved.pause.note
