@@ -337,16 +337,20 @@ def store_check(
         fail(str(exc))
 
     async def go() -> list[str] | None:
-        if not await backend.exists():
-            return None
         try:
-            return await backend.check()
-        except StoreError as exc:
-            return [exc.message]
+            if not await backend.exists():  # may fail too: a server that cannot be reached
+                return None
+            try:
+                return await backend.check()
+            except StoreError as exc:
+                return [exc.message]
         finally:
             await backend.close()
 
-    problems = run_async(go())
+    try:
+        problems = run_async(go())
+    except StoreError as exc:
+        fail(str(exc))
     if problems is None:
         fail(f"store {url} ({store_source(config, store_url)}) does not exist")
     advice = _check_advice(url) if problems else []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -9,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from omnicron_core.plugin import StoreError
 
@@ -35,17 +36,24 @@ OPTIONS = {
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for logs and errors)."""
+    """The URL with any password (user info or ``password=`` parameter) replaced by ``***``
+    (for logs and errors). The port is kept as written: a bad one must not stop the redaction."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
-    if parts.password is None:
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{pair.partition('=')[0]}=***"
+        if unquote_plus(pair.partition("=")[0]).strip().lower() == "password"
+        else pair
+        for pair in parts.query.split("&")
+    )
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    host = parts.hostname or ""
-    user = parts.username or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,10 @@ class PgSettings:
     connect_timeout: float = 5.0
 
 
+#: Largest number option (seconds, counts): about 31 years.
+_MOST_SECONDS = 1e9
+
+
 def _number(name: str, raw: Any, *, minimum: float) -> float:
     try:
         value = float(raw)
@@ -71,6 +83,9 @@ def _number(name: str, raw: Any, *, minimum: float) -> float:
         raise StoreError(f"postgres option {name}={raw!r} is not a number") from None
     if value < minimum:
         raise StoreError(f"postgres option {name}={raw!r} must be >= {minimum:g}")
+    if not math.isfinite(value) or value > _MOST_SECONDS:
+        # inf/1e400 passed the minimum, then overflowed a timedelta in `run`
+        raise StoreError(f"postgres option {name}={raw!r} must be at most {_MOST_SECONDS:g}")
     return value
 
 
@@ -93,6 +108,10 @@ def _password(opts: Mapping[str, Any], shown: str) -> str | None:
         except OSError as exc:
             raise StoreError(
                 f"postgres password_file {str(path)!r} cannot be read: {exc.strerror}"
+            ) from None
+        except ValueError as exc:  # a NUL in the path, a file that is not text
+            raise StoreError(
+                f"postgres password_file {str(path)[:200]!r} cannot be read: {exc}"
             ) from None
         return lines[0] if lines else ""
     if "password_env" in opts:

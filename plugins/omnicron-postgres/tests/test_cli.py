@@ -166,3 +166,35 @@ async def test_agent_tools_on_two_nodes_share_one_postgres_store(pg_url: str) ->
         await b.close()
         for store in stores:  # the skill stops its scheduler; the store is the caller's
             await store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        # a password parameter was echoed back whole in the refusal
+        ("postgresql://u@127.0.0.1:1/db?password=S3CRETPW", "", "db?password=***' carries"),
+        ("postgresql://u@127.0.0.1:1/db?pass%77ord=S3CRETPW", "", "pass%77ord=***' carries"),
+        # redacting a password next to a bad port raised ValueError (the safety net)
+        ("postgresql://u:S3CRETPW@127.0.0.1:99999/db", "", "Port out of range"),
+        # store check met the unreachable server outside its error handling
+        ("postgresql://u@127.0.0.1:1/db", "", "connect failed"),
+        ("postgresql://u@127.0.0.1:1/d%00b", "", "connect failed"),
+        ("postgresql://u@127.0.0.1:1/db", 'password_file = "/x\\u0000y"', "password_file"),
+        ("postgresql://u@127.0.0.1:1/db", "lease = inf", "lease=inf must be at most"),
+        ("postgresql://u@127.0.0.1:1/db", 'schema = "a\\u0000b"', "schema="),
+    ],
+)
+def test_bad_urls_and_options_give_an_error_line_and_no_secret(
+    tmp_path: Path, url: str, options: str, message: str
+) -> None:
+    config = tmp_path / "omnicron.toml"
+    config.write_text(f'[scheduler]\nstore = "{url}"\n[scheduler.store_options]\n{options}\n')
+    for command in (["store", "check"], ["jobs", "list"], ["validate"]):
+        proc = omnicron(*command, "-c", str(config))
+        out = proc.stdout + proc.stderr
+        if command == ["validate"] and "connect failed" in message:
+            continue  # validate connects to nothing
+        assert proc.returncode == 1, (command, out)
+        assert out.startswith("error: ") and message in out, (command, out)
+        assert "unexpected" not in out and "Traceback" not in out, (command, out)
+        assert "S3CRETPW" not in out, (command, out)
