@@ -22,6 +22,10 @@ ATOMS = [
     "sqlite:///", "sqlite:////", "sqlite://host/x", "x://", "sqlite:///%00", "{}", "[]", "null",
     '{"a":', "[" * 3000, "1" * 400, "ä", "--", "-", "true", "1h", "300ms", "9223372036854775807",
     "send_message", "call_webhook", "call_tool", "http://127.0.0.1:9/x", "CRON_TZ=X 0 9 * * *",
+    "j1", "j1", "now", "1970-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "2999-01-01T00:00:00Z",
+    "postgresql://u:pw@127.0.0.1:99999/db", "postgresql://u@127.0.0.1:1/db?password=pw",
+    "postgresql://u@127.0.0.1:1/d%00b", "x" * 5000, "a\nb", "\u202e", "skip", "buffer_all",
+    "failed", "1e-9", "100000", "${env:HOME}",
 ]  # fmt: skip
 JOB_FLAGS = [
     "--name", "--description", "--cron", "--every", "--at", "--timezone", "--session-id",
@@ -44,13 +48,21 @@ COMMANDS: list[tuple[list[str], int, list[str]]] = [
     (["jobs", "import"], 1, []),
     (["plugins"], 0, []),
     (["run", "--for", "0"], 0, []),
+    (["jobs", "history"], 1, ["--limit", "--before", "--outcome"]),
+    (["jobs", "describe"], 1, ["--fires", "--runs"]),
+    (["jobs", "pause"], 1, ["--note", "--by"]),
+    (["jobs", "resume"], 1, ["--catch-up"]),
+    (["jobs", "backfill"], 1, ["--from", "--to", "--overlap", "--rate"]),
+    (["jobs", "trigger"], 1, []),
+    (["store", "check"], 0, []),
 ]
 KEYS = [
     "scheduler.timezone", "scheduler.store", "scheduler.max_concurrency",
     "scheduler.misfire_grace", "scheduler.shutdown_grace", "scheduler.metrics_port",
     "scheduler.store_options", "log.level", "log.format", "skill.min_interval",
     "skill.max_jobs_per_owner", "plugins.webhook.timeout", "plugins.send_message.transport",
-    "plugins.tool.allow",
+    "plugins.tool.allow", "scheduler.history_keep", "scheduler.history_max_age",
+    "scheduler.history_prune_interval", "skill.policy",
 ]  # fmt: skip
 
 
@@ -89,6 +101,7 @@ def config(rng: random.Random) -> str:
         lines += [f"[{table}]", f"{name} = {toml_value(rng)}"]
     if rng.random() < 0.4:
         kind = rng.choice(["cron", "interval", "once", "timezone"])
+        policy = rng.choice(["overlap", "start_at", "end_at", "max_runs", "retry", "jitter"])
         action_type = rng.choice(['"send_message"', toml_value(rng)])
         lines += [
             "[[jobs]]",
@@ -98,6 +111,8 @@ def config(rng: random.Random) -> str:
             f"action = {{ type = {action_type}, "
             f"session_id = {toml_value(rng)}, message = {toml_value(rng)} }}",
         ]
+        if rng.random() < 0.5:
+            lines.append(f"policy = {{ {policy} = {toml_value(rng)} }}")
     return "\n".join(lines) + "\n"
 
 
@@ -107,6 +122,13 @@ def main_(seed: int, count: int) -> int:
     found: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
+        # a real store with a job and its history, for the commands that read or change one
+        runner.invoke(
+            main,
+            ["jobs", "add", "--id", "j1", "--name", "j1", "--every", "1h", "--session-id", "s",
+             "--message", "m", "--store", "sqlite:///j.db"],
+            env={"OMNICRON_LOG_LEVEL": "error"},
+        )  # fmt: skip
         for _ in range(count):
             with open("c.toml", "w", encoding="utf-8") as fh:
                 fh.write(config(rng))
@@ -120,7 +142,7 @@ def main_(seed: int, count: int) -> int:
             if "-c" not in args and rng.random() < 0.7:
                 args += ["-c", "c.toml"]
             if "--store" not in args:
-                args += ["--store", "memory://"]
+                args += ["--store", rng.choice(["memory://", "sqlite:///j.db"])]
             # NUL cannot be in a real argument list (C strings)
             args = [a.replace("\x00", "") for a in args]
             result = runner.invoke(main, args, env={"OMNICRON_LOG_LEVEL": "error"})

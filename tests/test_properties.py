@@ -301,8 +301,35 @@ _ARG_NAMES = st.sampled_from(
         "count",
         "after",
         "enabled",
+        "policy",
+        "note",
+        "limit",
+        "outcome",
     ]
 )
+_POLICY_VALUE = st.one_of(
+    JSON,
+    st.sampled_from(
+        [
+            "skip", "allow_all", "buffer_all", "all", "latest", "1s", "-1s", "10m", "9999999h",
+            "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "2030-01-01T00:00:00Z",
+            "now", "${env:HOME}", "\x1b[2J", 0, 1, 3, 10**30, 1e308, True,
+        ]
+    ),
+)  # fmt: skip
+POLICY = st.dictionaries(
+    st.sampled_from(
+        ["overlap", "concurrency", "buffer_limit", "catch_up", "catch_up_window", "jitter",
+         "start_at", "end_at", "max_runs", "timeout", "retry", "owner"]
+    ),
+    st.one_of(
+        _POLICY_VALUE,
+        st.dictionaries(
+            st.sampled_from(["attempts", "backoff", "max_backoff", "jitter", "x"]), _POLICY_VALUE
+        ),
+    ),
+    max_size=5,
+)  # fmt: skip
 _ARG_VALUE = st.one_of(
     JSON,
     st.sampled_from(
@@ -324,7 +351,7 @@ _ARG_VALUE = st.one_of(
     ),
 )
 ARGUMENTS = st.one_of(
-    st.dictionaries(_ARG_NAMES, _ARG_VALUE, max_size=8),
+    st.dictionaries(_ARG_NAMES, st.one_of(_ARG_VALUE, POLICY), max_size=8),
     JSON,
     st.text(max_size=30),
     st.binary(max_size=30),
@@ -340,6 +367,7 @@ TOOLS = st.sampled_from(
         "cron_update",
         "cron_next",
         "cron_trigger",
+        "cron_history",
         "no_such_tool",
     ]
 )

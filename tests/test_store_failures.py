@@ -462,3 +462,95 @@ def test_a_full_disk_is_a_permanent_store_error(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(go())
+
+
+# -- with run history on: the history table damaged, full or read-only ----------------------
+
+
+def _history_store(db: Path) -> None:
+    """Jobs (one due now) and enough history records that the runs table spans many pages."""
+    from omnicron_core._runs import RunOutcome, RunRecord, RunTrigger, RunWrites
+
+    async def go() -> None:
+        store = Store(StoreConfig(url=f"sqlite:///{db}"))
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        due = [make_test_job(f"due-{i:03d}", next_run_at=past) for i in range(200)]
+        await store.save_many([*due, *many_jobs(20)])
+        now = datetime.now(UTC)
+        recs = [
+            RunRecord(
+                run_id=f"job-0000@{i}",
+                job_id="job-0000",
+                trigger=RunTrigger.SCHEDULE,
+                outcome=RunOutcome.SUCCEEDED,
+                scheduled_at=now - timedelta(hours=i),
+                recorded_at=now,
+                output="x" * 300,
+            )
+            for i in range(300)
+        ]
+        await store.write_runs(RunWrites(insert=recs))
+        await store.close()
+
+    asyncio.run(go())
+
+
+def _saved_job_ids(db: Path) -> list[str]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return sorted(row[0] for row in con.execute("SELECT id FROM jobs"))
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("damaged", ["runs", "runs_key", "runs_running"])
+def test_a_damaged_history_stops_run_cleanly_and_loses_no_job(tmp_path: Path, damaged: str) -> None:
+    db = tmp_path / "jobs.db"
+    _history_store(db)
+    saved = _saved_job_ids(db)
+    damage_page(db, damaged)
+    cfg = config(tmp_path, db, scheduler="store_error_window = 1")
+    ran = omnicron("run", "-c", str(cfg), "--for", "40", cwd=tmp_path)
+    no_traceback(ran)
+    assert ran.returncode == 1, ran.stderr
+    assert "malformed" in ran.stderr and "omnicron store check" in ran.stderr, ran.stderr
+    assert "state saved" not in ran.stderr and "unexpected" not in ran.stderr
+    assert _saved_job_ids(db) == saved  # every saved job is still there
+    history = omnicron("jobs", "history", "job-0000", "--store", f"sqlite:///{db}", cwd=tmp_path)
+    no_traceback(history)
+    if history.returncode:
+        assert history.stderr.startswith("error: sqlite store") and "malformed" in history.stderr
+
+
+def test_a_history_write_on_a_full_disk_stops_run_and_loses_no_job(tmp_path: Path) -> None:
+    """SQLITE_FULL while the claim writes its history record (the file capped at its size)."""
+    db = tmp_path / "jobs.db"
+    _history_store(db)
+    saved = _saved_job_ids(db)
+
+    async def go() -> None:
+        store = Store(StoreConfig(url=f"sqlite:///{db}"))
+        await store.open()
+        backend = store.backend
+        (pages,) = backend.db.execute("PRAGMA page_count").fetchone()  # type: ignore[attr-defined]
+        backend.db.execute(f"PRAGMA max_page_count={pages}")  # type: ignore[attr-defined]
+        fired: list[str] = []
+
+        async def handler(job: Job) -> ExecutionResult:
+            fired.append(job.id)
+            return ExecutionResult.ok()
+
+        sched = Scheduler(
+            SchedulerConfig(store=store, handler=handler, location="UTC", store_error_window=1)
+        )
+        await sched.start()
+        try:
+            failure = await asyncio.wait_for(sched.wait_failure(), 20)
+        finally:
+            await sched.stop()
+            await store.close()
+        assert failure.transient is False and "full" in failure.message, failure
+        assert fired == [], fired  # the claim and its history record are one transaction
+
+    asyncio.run(go())
+    assert _saved_job_ids(db) == saved
