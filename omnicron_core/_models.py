@@ -198,8 +198,17 @@ def _json_kind(value: Any) -> str:
     return type(value).__name__
 
 
-class Job(_Base):
-    """A scheduled job and its run state."""
+class Job(_Base, gc=False):
+    """A scheduled job and its run state.
+
+    Not tracked by the garbage collector (``gc=False``): a job holds JSON data (its action's
+    params, its metadata) and value structs, none of which can refer back to it, so it is
+    never part of a reference cycle (a host that puts a job inside its own metadata would
+    make one, and that job would then be freed only with the process). Its dicts and lists
+    are still tracked. Every fire makes several job objects (the claim's, the store's
+    copies, the write-back's), and a burst of 1,000 runs in flight otherwise promotes them
+    all towards full collections over everything the process holds.
+    """
 
     id: str = ""
     name: str = ""
