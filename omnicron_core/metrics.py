@@ -20,6 +20,9 @@ Metrics (all in their own registry, so embedding hosts' metrics are not mixed in
 - ``omnicron_job_interrupted_runs_total``: runs found interrupted at start (the process died).
 - ``omnicron_jobs{status}``: jobs in the store by status (refreshed every few seconds and
   soon after a change).
+- ``omnicron_store_<name>``: what the store backend reports of this process's use of it
+  (``StoreBackend.stats()``; PostgreSQL: claims, claim latency, leases held, lease losses,
+  reaped runs, notify lag), read at each scrape.
 
 ``GET /metrics`` serves them; ``GET /healthz`` answers 200 while the event loop is responsive
 and 503 when it has not ticked for :data:`STALL_AFTER` seconds.
@@ -32,11 +35,13 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pluggy
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ._models import ExecutionResult, Job, JobStatus
@@ -172,6 +177,26 @@ class MetricsPlugin:
             self.jobs.labels(status.value).set(await store.count(status))
 
 
+class StoreStatsCollector:
+    """Exports the store backend's ``stats()`` at scrape time (nothing when it has none)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            stats = dict(self.store.backend.stats())
+        except Exception:  # a scrape must not fail because the store is not open
+            stats = {}
+        for name, value in sorted(stats.items()):
+            if name.endswith("_total"):
+                yield CounterMetricFamily(
+                    f"omnicron_store_{name[: -len('_total')]}", f"store: {name}", value=value
+                )
+            else:
+                yield GaugeMetricFamily(f"omnicron_store_{name}", f"store: {name}", value=value)
+
+
 class MetricsServer:
     """Serves ``/metrics`` and ``/healthz`` from a thread; keeps the job gauge fresh."""
 
@@ -187,6 +212,7 @@ class MetricsServer:
         self.store = store
         self.host = host
         self.plugin = plugin or MetricsPlugin()
+        self.plugin.registry.register(StoreStatsCollector(store))
         self.port: int | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None

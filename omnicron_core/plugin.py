@@ -68,6 +68,7 @@ from ._plugins import (
     call_each_plugin,
     params_json_schema,
 )
+from ._runs import RunOutcome, RunRecord, RunWrites
 from .bodies import BodyReader, UndecodableBodyError
 from .hookspecs import hookimpl, hookspec
 from .secrets import (
@@ -100,6 +101,9 @@ __all__ = [
     "PluginContext",
     "PluginError",
     "RunInfo",
+    "RunOutcome",
+    "RunRecord",
+    "RunWrites",
     "Schedule",
     "SecretNotAllowedError",
     "SettingError",

@@ -817,16 +817,16 @@ async def test_a_failed_run_state_write_is_retried(make: Callable[..., Scheduler
     rec = Recorder()
     s = make(rec, url="memory://")
     await s.add_job(msg_job("once", Schedule(once=soon(50))))
-    real = s.store.update_many
+    real = s.store.finish_runs
     calls = {"n": 0}
 
-    async def flaky(ids: Any, patch: Any, **kw: Any) -> Any:
+    async def flaky(ids: Any, patch: Any, results: Any, **kw: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise OSError("disk hiccup")
-        return await real(ids, patch, **kw)
+        return await real(ids, patch, results, **kw)
 
-    s.store.update_many = flaky  # type: ignore[method-assign]
+    s.store.finish_runs = flaky  # type: ignore[method-assign]
     with capture_logs() as logs:
         await s.start()
         job = await stored_when(s, "once", lambda j: j.status is JobStatus.DISABLED)
