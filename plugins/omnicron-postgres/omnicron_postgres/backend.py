@@ -314,10 +314,13 @@ class PostgresBackend(StoreBackend):
         work: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[_T]],
         *,
         atomic: bool = True,
+        replayable: Callable[[], bool] | None = None,
     ) -> _T:
         """Run ``work`` in one transaction (``atomic=False``: ``work`` runs one statement,
         which is its own transaction); a lost connection (restart, terminated session) is
-        retried on a fresh one, as the transaction rolled back."""
+        retried on a fresh one, as the transaction rolled back, unless ``replayable`` says
+        ``work`` can no longer run again (it called the caller's ``mark`` / ``patch``, whose
+        effects on the caller would then happen twice): then the error is raised."""
         attempts = self.settings.pool_size + 2
         for attempt in range(attempts):
             try:
@@ -330,7 +333,7 @@ class PostgresBackend(StoreBackend):
                 raise
             except psycopg.OperationalError as exc:
                 self._stats["reconnects_total"] += 1
-                if attempt == attempts - 1:
+                if attempt == attempts - 1 or (replayable is not None and not replayable()):
                     raise self._fail(what, exc) from None
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
             except psycopg.Error as exc:
@@ -935,6 +938,7 @@ class PostgresBackend(StoreBackend):
                 return []
             jobs: builtins.list[Job] = []
             fires: builtins.list[datetime] = []
+            attempted[:] = [jobs, fires]
             for _id, data, next_run_at in rows:
                 job = decode_job(data)
                 # the nominal fire time (jitter moves next_run_at later): the run answers it
@@ -979,7 +983,16 @@ class PostgresBackend(StoreBackend):
             await self._write_history(conn, runs)
             return out
 
-        claimed = await self._tx("claim", work)
+        attempted: builtins.list[Any] = []  # [jobs, fire times] once mark was called
+        try:
+            claimed = await self._tx("claim", work, replayable=lambda: not attempted)
+        except StoreError as exc:
+            if not attempted:
+                raise
+            # the connection went down after ``mark``: the claim may have committed (its
+            # COMMIT's answer was lost). Look by fire key: runs it committed start now
+            # instead of waiting for their lease to run out; otherwise nothing happened
+            claimed = await self._verify_claim(attempted[0], attempted[1], lease_owner, exc)
         elapsed = time.perf_counter() - started
         st = self._stats
         st["claims_total"] += 1
@@ -990,6 +1003,46 @@ class PostgresBackend(StoreBackend):
             if fire_id:
                 self._held.add((job.id, fire_at), fire_id, attempt, lease_owner)
         return [job for job, _, _, _ in claimed]
+
+    async def _verify_claim(
+        self,
+        jobs: builtins.list[Job],
+        fires: builtins.list[datetime],
+        lease_owner: str,
+        error: StoreError,
+    ) -> builtins.list[tuple[Job, int, int, datetime]]:
+        """After a claim whose outcome is unknown: the claimed runs if its transaction
+        committed (their fire rows are ours and running), else ``error`` (rolled back)."""
+        if not jobs:
+            raise error
+
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> builtins.list[TupleRow]:
+            cur = await conn.execute(
+                "SELECT f.id, f.job_id, f.attempt FROM omnicron_fires f "
+                "JOIN unnest(%b::text[], %b::timestamptz[]) AS u(job_id, fire) "
+                "ON f.job_id = u.job_id AND f.scheduled_for = u.fire "
+                "WHERE f.state = 'running' AND f.lease_owner = %s",
+                ([j.id for j in jobs], fires, lease_owner),
+            )
+            return await cur.fetchall()
+
+        try:
+            rows = await self._tx("verify claim", work)
+        except StoreError:
+            _log.error(
+                "postgres.claim_unknown",
+                node=self.node_id,
+                jobs=len(jobs),
+                hint="if the claim committed, its runs return when their lease runs out",
+            )
+            raise error from None
+        got = {r[1]: (int(r[0]), int(r[2])) for r in rows}
+        if not got:
+            raise error
+        _log.warning("postgres.claim_verified", node=self.node_id, runs=len(got))
+        return [
+            (job, *got[job.id], at) for job, at in zip(jobs, fires, strict=True) if job.id in got
+        ]
 
     async def finish_runs(
         self,
@@ -1017,6 +1070,7 @@ class PostgresBackend(StoreBackend):
         started: builtins.list[tuple[str, datetime, int]] = []
 
         def tracked(cur: Job) -> Job | None:
+            patched.append(True)
             before = {(e.at, e.attempt) for e in cur.in_flight or ()}
             out = patch(cur)
             if out is not None:
@@ -1028,6 +1082,7 @@ class PostgresBackend(StoreBackend):
             return out
 
         lease_owner = self._lease_owner or self.node_id or default_node_id()
+        patched: builtins.list[bool] = []  # the patch ran: no replay (its effects would double)
         leased: builtins.list[tuple[str, datetime, int, int]] = []
 
         async def work(
@@ -1087,7 +1142,7 @@ class PostgresBackend(StoreBackend):
             await self._write_history(conn, runs)
             return written, refused
 
-        written, refused = await self._tx("finish", work)
+        written, refused = await self._tx("finish", work, replayable=lambda: not patched)
         for _, key, _, _ in fenced:
             self._held.pop(key)
         for job_id, at, fire_id, attempt in leased:
@@ -1172,12 +1227,18 @@ class PostgresBackend(StoreBackend):
     async def update_many(
         self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
     ) -> builtins.list[Job]:
+        patched: builtins.list[bool] = []
+
+        def tracked(cur: Job) -> Job | None:
+            patched.append(True)
+            return patch(cur)
+
         async def work(conn: psycopg.AsyncConnection[TupleRow]) -> builtins.list[Job]:
-            written = await self._patch_jobs(conn, job_ids, patch, notify=True)
+            written = await self._patch_jobs(conn, job_ids, tracked, notify=True)
             await self._write_history(conn, runs)
             return written
 
-        return await self._tx("update", work)
+        return await self._tx("update", work, replayable=lambda: not patched)
 
     async def _patch_jobs(
         self,
