@@ -1,10 +1,10 @@
-"""The interface every store backend implements.
+"""The interface every store backend implements (public as ``omnicron_core.plugin``).
 
 The Store facade (``omnicron_core.Store``) adds the cache and the original's method names; the
 Scheduler drives the fire path through :meth:`StoreBackend.claim_due` and
 :meth:`StoreBackend.update_many`, so a shared backend (PostgreSQL) can make claiming atomic
-across scheduler processes (``SELECT ... FOR UPDATE SKIP LOCKED`` and a lease), while an
-embedded backend does it in one local transaction.
+across scheduler processes (one transaction with ``SELECT ... FOR UPDATE SKIP LOCKED``), while
+an embedded backend does it in one local transaction.
 
 Ownership rule: a backend never keeps a reference to a Job it was given and never hands out
 one it keeps; every Job it returns is the caller's to mutate. The same holds for RunRecords.
@@ -14,6 +14,9 @@ Run history (issue 10; /work/coord/history-interface.md). A backend that keeps i
 ``runs=`` on :meth:`claim_due` and :meth:`update_many`: the run records travel in the same
 transaction as the job state they belong to. The Scheduler passes ``runs`` only to a backend
 that keeps history, so a third-party backend written before it still works (without history).
+
+The author guide is ``docs/stores.md``; ``omnicron_core.testing.StoreBackendContract`` checks
+a backend against this contract.
 """
 
 from __future__ import annotations
@@ -37,20 +40,44 @@ JobPatch = Callable[[Job], Job | None]
 
 
 class StoreBackend(abc.ABC):
-    """A place where jobs live. All methods are async; implementations must be safe to call
-    from one event loop (the Scheduler never calls a backend from two threads)."""
+    """A place where jobs live. All methods are async and must not block the event loop for
+    longer than a local computation (run blocking I/O in a thread of the backend's own).
+    Implementations must be safe to call from one event loop (the Scheduler never calls a
+    backend from two threads). Failures are raised as :class:`StoreError` (``transient=True``
+    for busy/locked), never as the driver's own exceptions."""
 
-    #: True when several scheduler processes may share this backend (claims then use leases,
-    #: and recovery only takes back expired leases).
+    #: True when several scheduler processes may share this backend: claims are exclusive
+    #: across processes and :meth:`recover_running` only takes back runs whose owner is gone
+    #: (or the caller's own).
     shared: bool = False
-    #: True when other processes may write the same jobs (an SQLite file that
-    #: ``omnicron jobs add`` also opens): the Scheduler then re-reads the earliest fire time
-    #: at least every ``SchedulerConfig.external_check`` seconds, since such a write cannot
-    #: wake it.
+    #: True when other processes may open the same URL and write while a scheduler runs on it
+    #: (``omnicron jobs add`` next to ``omnicron run``) without losing anything: every write
+    #: is atomic against the others and reads see the other process's writes. The Scheduler
+    #: then re-reads the earliest fire time at least every ``SchedulerConfig.external_check``
+    #: seconds, since such a write cannot wake it. False (the default) makes the command line
+    #: refuse to write to the store (``omnicron jobs add`` ... say why), so a store that cannot
+    #: take a second writer never silently loses a job.
     external_writers: bool = False
 
     async def open(self) -> None:  # noqa: B027 - optional
         """Connect, create or migrate the schema. Called once before use."""
+
+    async def exists(self) -> bool:
+        """Whether the store has been created, without creating it (read-only commands ask
+        before opening, so that a read never creates a store). Default: True (unknown)."""
+        return True
+
+    async def check(self) -> builtins.list[str]:
+        """Problems found by an integrity check (``omnicron store check``), each a line saying
+        what is wrong; empty when healthy. Must not modify the store. The default decodes
+        every job; backends with their own check (SQLite ``PRAGMA integrity_check``) override
+        it, and may be called without :meth:`open` (a damaged store may not open)."""
+        await self.open()
+        try:
+            await self.list()
+        except StoreError as exc:
+            return [exc.message]
+        return []
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -103,8 +130,10 @@ class StoreBackend(abc.ABC):
         """Atomically take up to ``limit`` enabled jobs whose ``next_run_at <= now``, earliest
         first: apply ``mark`` to each (it sets ``status=running`` and the next fire time),
         write the results back, and return them. A job claimed here is not returned again
-        until it is written back ``enabled``. ``owner`` identifies the claiming scheduler on a
-        shared backend.
+        until it is written back ``enabled``. ``owner`` identifies the claiming scheduler
+        (``host:pid``): a shared backend records it on the runs it leases, so that
+        :meth:`recover_running` can tell its own runs from another live scheduler's; embedded
+        backends ignore it.
 
         ``runs`` (only passed when ``keeps_history``): ``mark`` appends run records to it;
         the backend writes them in the same transaction, after every ``mark`` and before
@@ -178,8 +207,9 @@ class StoreBackend(abc.ABC):
         the Scheduler), so the Scheduler can compute their fire times at start."""
 
     async def recover_running(self, *, owner: str = "") -> builtins.list[str]:
-        """Ids of jobs left ``running`` by a scheduler that died (every running job on an
-        embedded backend; only expired leases on a shared one)."""
+        """Ids of jobs left ``running`` by a scheduler that died: every running job on an
+        embedded backend; on a shared one, those claimed by ``owner`` (a restarted scheduler
+        takes back its own at once) or whose owner's lease expired."""
         return [job.id for job in await self.list(JobStatus.RUNNING)]
 
     # -- optional hooks for shared backends (PostgreSQL); the defaults suit embedded ones ----

@@ -83,7 +83,19 @@ class SchedulerAlreadyRunningError(OmnicronError, RuntimeError):
 
 
 class StoreError(OmnicronError):
-    """A store backend failed or was misconfigured."""
+    """A store backend failed or was misconfigured.
+
+    ``transient`` tells the Scheduler whether waiting may help: ``True`` for a store that is
+    busy or locked by another process (retried for as long as it lasts), ``False`` (the
+    default) for one that will not heal by itself: read-only, damaged, full, missing,
+    misconfigured. ``omnicron run`` stops with a non-zero exit when a permanent error outlasts
+    ``scheduler.store_error_window``.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
 
 
 class PluginError(OmnicronError):

@@ -44,8 +44,13 @@ def make_private_dirs(folder: str | os.PathLike[str]) -> None:
 def create_private_file(path: str | os.PathLike[str]) -> None:
     """Create an empty 0600 file at ``path`` (and 0700 folders for it) unless one exists."""
     target = Path(path)
+    if target.exists():
+        return  # opening it for writing would fail on a read-only store, which can be read
     make_private_dirs(target.parent)
-    fd = os.open(target, os.O_CREAT | os.O_WRONLY, FILE_MODE)
+    try:
+        fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+    except FileExistsError:  # created meanwhile by another process
+        return
     os.close(fd)
 
 

@@ -9,6 +9,7 @@ import inspect
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -21,6 +22,7 @@ from ._errors import (
     JobNotFoundError,
     JobValidationError,
     SchedulerAlreadyRunningError,
+    StoreError,
     describe_error,
 )
 from ._limits import JobLimits
@@ -85,6 +87,7 @@ TUNING_FIELDS = (
     "shutdown_grace",
     "misfire_grace",
     "external_check",
+    "store_error_window",
     "limits",
     "history_keep",
     "history_max_age",
@@ -111,6 +114,11 @@ class SchedulerConfig:
       the loop goes before re-reading the earliest fire time (one indexed query), so a job
       added by another process (``omnicron jobs add``) is not missed. Changes made through
       this scheduler always wake it at once.
+    - ``store_error_window``: how long a *permanent* store error (read-only, damaged, full,
+      missing: :attr:`StoreError.transient` is False) may last before the scheduler stops
+      firing and reports it in :attr:`Scheduler.failure` (``omnicron run`` then exits 1).
+      Transient errors (busy, locked) are retried for as long as they last.
+    - ``owner``: this scheduler's name on a shared store (``host:pid``).
     - ``history_keep``: run-history records kept per job (the newest); ``None`` or 0: no limit.
     - ``history_max_age``: records older than this are pruned; ``None`` or 0: no limit.
     - ``history_prune_interval``: how often retention prunes, in the background.
@@ -130,6 +138,7 @@ class SchedulerConfig:
     shutdown_grace: timedelta = timedelta(seconds=30)
     misfire_grace: timedelta | None = None
     external_check: timedelta = timedelta(seconds=1)
+    store_error_window: timedelta = timedelta(seconds=30)
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     limits: JobLimits = field(default_factory=JobLimits)
     history_keep: int | None = 100
@@ -144,6 +153,7 @@ class SchedulerConfig:
                 raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
         self.shutdown_grace = as_timedelta(self.shutdown_grace, field="shutdown_grace")
         self.external_check = as_timedelta(self.external_check, field="external_check")
+        self.store_error_window = as_timedelta(self.store_error_window, field="store_error_window")
         if self.misfire_grace is not None:
             self.misfire_grace = as_timedelta(self.misfire_grace, field="misfire_grace")
         # retention: 0 (a config file's way to say "no limit") is None
@@ -278,6 +288,13 @@ class Scheduler:
         # The per-run logger is bound when the scheduler starts (after the host configured
         # structlog), so the fire path does not rebuild it through the lazy proxy each time.
         self._run_log: Any = _log
+        # store trouble: when the current run of permanent errors began (monotonic), the
+        # error that made the scheduler give up, and run results that could not be saved
+        self._trouble_since: float | None = None
+        self._store_problem: StoreError | None = None
+        self._failure: StoreError | None = None
+        self._failed: asyncio.Event | None = None
+        self._unsaved = 0
 
     # -- configuration ------------------------------------------------------------------
 
@@ -291,6 +308,53 @@ class Scheduler:
 
     def is_running(self) -> bool:
         return self._running
+
+    @property
+    def failure(self) -> StoreError | None:
+        """The store error that stopped the scheduler firing (a permanent error that outlasted
+        ``store_error_window``), or ``None``. Call :meth:`stop` after it is set."""
+        return self._failure
+
+    async def wait_failure(self) -> StoreError:
+        """Wait until the store fails for good (see :attr:`failure`) and return the error."""
+        while self._failure is None:
+            if self._failed is None:
+                self._failed = asyncio.Event()
+            await self._failed.wait()
+        return self._failure
+
+    @property
+    def store_problem(self) -> StoreError | None:
+        """The permanent store error of the last store call, while it lasts (``None`` once a
+        call succeeds): ``omnicron run`` stopping meanwhile reports it and exits 1."""
+        return self._store_problem
+
+    @property
+    def state_saved(self) -> bool:
+        """False when the run state of some finished runs could not be written (they stay
+        ``running`` in the store; the next start recovers them)."""
+        return self._unsaved == 0
+
+    def _store_trouble(self, what: str, exc: Exception) -> bool:
+        """Log a failed store call; True when the scheduler must give up (a permanent error
+        that has lasted ``store_error_window``)."""
+        transient = isinstance(exc, StoreError) and exc.transient
+        error = exc.message if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+        _log.error(f"store.{what}_failed", error=error, transient=transient)
+        if transient:
+            return False
+        now = time.monotonic()
+        self._store_problem = exc if isinstance(exc, StoreError) else StoreError(error)
+        if self._trouble_since is None:
+            self._trouble_since = now
+        if now - self._trouble_since < self.config.store_error_window.total_seconds():
+            return False
+        failure = exc if isinstance(exc, StoreError) else StoreError(error)
+        self._failure = failure
+        _log.critical("store.failed", error=error, note="the scheduler stopped firing")
+        if self._failed is not None:
+            self._failed.set()
+        return True
 
     def now(self) -> datetime:
         """The scheduler's clock (``SchedulerConfig.clock``)."""
@@ -1232,17 +1296,18 @@ class Scheduler:
                 # keep the results and retry; after a few tries give up: the jobs stay
                 # `running` in the store and start() recovers them
                 failures += 1
-                _log.error(
-                    "store.write_failed",
-                    runs=len(batch),
-                    attempt=failures,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                if failures >= _WRITE_RETRIES:
-                    return
+                gave_up = self._store_trouble("write", exc)
+                if gave_up or self._failure is not None or failures >= _WRITE_RETRIES:
+                    self._unsaved += len(batch)
+                    _log.error("store.runs_unsaved", runs=len(batch), note="recovered at start")
+                    for run, result in batch:  # a waiting backfill gets its answer anyway
+                        if run.done is not None and not run.done.done():
+                            run.done.set_result(result)
+                    continue
                 self._pending[:0] = batch
                 await asyncio.sleep(0.5 * failures)
                 continue
+            self._trouble_since = self._store_problem = None
             if history:
                 self._history_jobs.update(finished)
                 if writes is not None and writes.rejected:
@@ -1420,8 +1485,10 @@ class Scheduler:
                 limit = min(free, claim_batch)
                 try:
                     claimed, _ = await self._claim(await self._store_now(), limit)
+                    self._trouble_since = self._store_problem = None
                 except Exception as exc:  # a store hiccup must not kill the loop
-                    _log.error("store.claim_failed", error=f"{type(exc).__name__}: {exc}")
+                    if self._store_trouble("claim", exc):
+                        return
                     claimed = 0
                     await asyncio.sleep(1.0)
                 if claimed == limit:
@@ -1430,7 +1497,8 @@ class Scheduler:
                 try:
                     next_at = await self.store.next_due_at()
                 except Exception as exc:  # retry soon rather than let the loop die
-                    _log.error("store.read_failed", error=f"{type(exc).__name__}: {exc}")
+                    if self._store_trouble("read", exc):
+                        return
                     next_at = self.now() + timedelta(seconds=1)
                 delay = (
                     max_sleep
@@ -1600,6 +1668,12 @@ class Scheduler:
             raise SchedulerAlreadyRunningError()
         self._running = True
         self._stopping = False
+        self._failure = None
+        self._trouble_since = self._store_problem = None
+        self._unsaved = 0
+        if self._failed is None:
+            self._failed = asyncio.Event()
+        self._failed.clear()
         try:
             await self.store.open()
             await self._recover()

@@ -6,7 +6,7 @@ import builtins
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -16,7 +16,17 @@ from ._models import ExecutionResult, Job, JobStatus, decode_job, fast_encode
 from ._plugins import Registry
 from ._runs import RunOutcome, RunRecord, RunWrites
 
-__all__ = ["DEFAULT_STORE_URL", "Store", "StoreConfig", "check_store_url"]
+if TYPE_CHECKING:
+    from ._plugins import StoreBackendSpec
+
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "Store",
+    "StoreConfig",
+    "backend_spec_for",
+    "check_store_url",
+    "make_backend",
+]
 
 DEFAULT_STORE_URL = "sqlite:///omnicron.db"
 
@@ -29,6 +39,28 @@ def check_store_url(url: str) -> None:
             raise StoreError(
                 f"store URL contains the control character {char!r} at position {index}"
             )
+
+
+def backend_spec_for(url: str, specs: Mapping[str, StoreBackendSpec]) -> StoreBackendSpec:
+    """The registration whose scheme ``url`` names (the one scheme lookup of omnicron), or a
+    :class:`StoreError` listing the installed schemes."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    spec = specs.get(scheme)
+    if spec is None:
+        known = ", ".join(f"{s}://" for s in sorted(specs)) or "none"
+        what = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise StoreError(f"no store backend for URL {url!r} ({what}); installed schemes: {known}")
+    return spec
+
+
+def make_backend(
+    url: str, options: Mapping[str, Any] | None = None, registry: Registry | None = None
+) -> StoreBackend:
+    """Build (not open) the backend for ``url`` from the installed plugins. Factories only
+    parse the URL and options, so this has no side effects (``omnicron validate`` calls it)."""
+    check_store_url(url)
+    specs = (registry or Registry()).backends
+    return backend_spec_for(url, specs).factory(url, dict(options or {}))
 
 
 class StoreConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -72,16 +104,7 @@ class Store:
         return self._backend
 
     def _make_backend(self) -> StoreBackend:
-        url = self.config.url
-        check_store_url(url)
-        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-        registry = self._registry or Registry()
-        specs = registry.backends
-        spec = specs.get(scheme)
-        if spec is None:
-            known = ", ".join(f"{s}://" for s in sorted(specs))
-            raise StoreError(f"no store backend for URL {url!r}; installed schemes: {known}")
-        return spec.factory(url, self.config.options)
+        return make_backend(self.config.url, self.config.options, self._registry)
 
     async def open(self) -> None:
         if not self._opened:

@@ -108,6 +108,10 @@ class SchedulerSettings(_Section):
     misfire_grace: Span | None = None
     #: Longest wait before re-reading a store other processes write (default ``"1s"``).
     external_check: Span | None = None
+    #: How long a permanent store error (read-only, damaged, full, missing) may last before
+    #: ``omnicron run`` stops with exit status 1 (default ``"30s"``); busy/locked errors are
+    #: retried meanwhile.
+    store_error_window: Span | None = None
     #: Run-history records kept per job, the newest (default 100; ``0``: keep them all).
     history_keep: Annotated[int, msgspec.Meta(ge=0)] | None = None
     #: Records older than this are pruned (default ``"720h"``, 30 days; ``"0s"``: no limit).
@@ -128,6 +132,7 @@ class SchedulerSettings(_Section):
             "shutdown_grace",
             "misfire_grace",
             "external_check",
+            "store_error_window",
             "history_max_age",
             "history_prune_interval",
         ):

@@ -52,7 +52,7 @@ from ._plugins import (
 )
 from ._schedule import resolve_zone
 from ._scheduler import Scheduler, SchedulerConfig
-from ._store import Store, StoreConfig, check_store_url
+from ._store import Store, StoreConfig, backend_spec_for, check_store_url
 from ._validation import validate_job
 
 if TYPE_CHECKING:
@@ -103,10 +103,6 @@ class ReconcileReport:
             f"{len(self.added)} added, {len(self.updated)} updated, "
             f"{len(self.removed)} removed, {len(self.unchanged)} unchanged"
         )
-
-
-def _store_scheme(url: str) -> str:
-    return url.split(":", 1)[0].lower() if ":" in url else ""
 
 
 def _plugin_names(pm: pluggy.PluginManager) -> set[str]:
@@ -193,18 +189,9 @@ def _check_store(config: Config, registry: Registry) -> list[ConfigError]:
         specs = registry.backends
     except (PluginError, StoreError) as exc:
         return [ConfigError(str(exc), field="scheduler.store")]
-    spec = specs.get(_store_scheme(url))
-    if spec is None:
-        known = ", ".join(f"{s}://" for s in sorted(specs))
-        return [
-            ConfigError(
-                f"no store backend for URL {url!r}; installed schemes: {known}",
-                field="scheduler.store",
-            )
-        ]
     try:
         # Factories parse the URL and options only; the store is opened later.
-        spec.factory(url, config.scheduler.store_options)
+        backend_spec_for(url, specs).factory(url, dict(config.scheduler.store_options))
     except (StoreError, ValueError) as exc:
         return [ConfigError(str(exc), field="scheduler.store")]
     return []
@@ -529,7 +516,9 @@ async def serve(runtime: Runtime, options: RunOptions | None = None) -> Reconcil
     """Reconcile, start, run until SIGINT/SIGTERM (or ``run_for``), then stop gracefully.
 
     Stopping takes no new fires, waits up to ``shutdown_grace`` for runs in flight, saves the
-    run state and closes the store.
+    run state (``runtime.scheduler.state_saved`` says whether every write succeeded) and closes
+    the store. A store that fails for good (see ``SchedulerConfig.store_error_window``) stops
+    the run with :class:`StoreError`.
     """
     opts = options or RunOptions()
     loop = asyncio.get_running_loop()
@@ -581,10 +570,31 @@ async def serve(runtime: Runtime, options: RunOptions | None = None) -> Reconcil
             opts.on_started(runtime, report, metrics.url if metrics else None)
         started = time.monotonic()
         _log.info("runtime.running", store=runtime.config.scheduler.store, run_for=opts.run_for)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), opts.run_for)
+        stopped = asyncio.ensure_future(stop.wait())
+        failed = asyncio.ensure_future(runtime.scheduler.wait_failure())
+        try:
+            await asyncio.wait(
+                {stopped, failed}, timeout=opts.run_for, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+            failed.cancel()
         _log.info("runtime.stop", ran_for_s=round(time.monotonic() - started, 3))
         await runtime.scheduler.stop()
+        failure = runtime.scheduler.failure
+        if failure is not None:
+            raise StoreError(
+                f"the store failed and did not recover within "
+                f"{runtime.scheduler.config.store_error_window.total_seconds():g}s "
+                f"(scheduler.store_error_window), so omnicron stopped: {failure.message}",
+                transient=failure.transient,
+            )
+        problem = runtime.scheduler.store_problem
+        if problem is not None:
+            raise StoreError(
+                f"omnicron stopped while the store was failing: {problem.message}",
+                transient=problem.transient,
+            )
         return report
     finally:
         for sig in signals:

@@ -99,11 +99,13 @@ def test_pause_trigger_history_describe_resume_backfill(project: Path) -> None:
 
 def test_history_errors_name_the_problem(project: Path) -> None:
     proc = omnicron("jobs", "history", "nope", cwd=project)
-    assert proc.returncode == 1 and "job not found" in proc.stderr
+    assert proc.returncode == 1 and "does not exist" in proc.stderr  # a read creates no store
     bad = dict(JOB, policy={"overlap": "sometimes"})
     proc = omnicron("jobs", "add", "-", cwd=project, stdin=json.dumps(bad))
     assert proc.returncode == 1 and "policy.overlap" in proc.stderr
     ok("jobs", "add", "-", cwd=project, stdin=json.dumps(JOB))
+    proc = omnicron("jobs", "history", "nope", cwd=project)
+    assert proc.returncode == 1 and "job not found" in proc.stderr
     proc = omnicron("jobs", "backfill", "report", "--from", "yesterday", "--to", "now", cwd=project)
     assert proc.returncode == 1 and "--from" in proc.stderr
     proc = omnicron(

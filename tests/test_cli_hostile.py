@@ -171,6 +171,13 @@ def test_json_output_escapes_control_characters(hostile: Path) -> None:
 
 def test_job_id_argument_is_shown_as_text(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'jobs.db'}"
+
+    async def create() -> None:  # a read never creates the store
+        store = Store(StoreConfig(url=db))
+        await store.open()
+        await store.close()
+
+    asyncio.run(create())
     for job_id in ("[/]", "[link=http://x]y", "\x1b]0;t\x07"):
         proc = omnicron("jobs", "show", job_id, "--store", db, cwd=tmp_path)
         assert proc.returncode == 1

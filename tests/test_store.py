@@ -1,3 +1,6 @@
+"""The Store facade (cache, names of the original) and SQLite specifics; the backend contract
+itself is tests/test_store_contract.py (omnicron_core.testing.StoreBackendContract)."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -92,47 +95,6 @@ async def test_cache_answers_until_cleared_as_in_the_original(store: Store) -> N
         await store.get("a")
 
 
-async def test_claim_due_takes_each_due_job_once_in_order(store: Store) -> None:
-    now = datetime.now(UTC)
-    await store.save(_job("late", next_run=now - timedelta(seconds=5)))
-    await store.save(_job("due", next_run=now - timedelta(seconds=1)))
-    await store.save(_job("future", next_run=now + timedelta(hours=1)))
-    await store.save(_job("off", JobStatus.DISABLED, next_run=now - timedelta(seconds=9)))
-    assert await store.next_due_at() == now - timedelta(seconds=5)
-
-    def mark(job: Job) -> Job:
-        job.status = JobStatus.RUNNING
-        return job
-
-    claimed = await store.claim_due(now, 10, mark)
-    assert [j.id for j in claimed] == ["late", "due"]
-    assert all(j.status is JobStatus.RUNNING for j in claimed)
-    assert await store.claim_due(now, 10, mark) == []
-    assert (await store.get("late")).status is JobStatus.RUNNING
-    assert await store.next_due_at() == now + timedelta(hours=1)
-    assert sorted(await store.recover_running()) == ["due", "late"]
-
-
-async def test_update_many_patches_current_version_and_skips_unknown(store: Store) -> None:
-    await store.save(_job("a"))
-    store.clear_cache()
-
-    def patch(job: Job) -> Job:
-        job.run_count += 1
-        return job
-
-    done = await store.update_many(["a", "ghost"], patch)
-    assert [j.id for j in done] == ["a"]
-    assert (await store.get("a")).run_count == 1
-
-
-async def test_unscheduled_lists_enabled_jobs_without_fire_time(store: Store) -> None:
-    await store.save(_job("a"))
-    await store.save(_job("b", next_run=datetime.now(UTC)))
-    await store.save(_job("c", JobStatus.DISABLED))
-    assert [j.id for j in await store.unscheduled(10)] == ["a"]
-
-
 async def test_unknown_scheme_names_the_installed_ones() -> None:
     with pytest.raises(
         StoreError, match=r"no store backend for URL 'redis://x'.*memory://.*sqlite://"
@@ -208,14 +170,3 @@ def test_a_save_that_returned_survives_kill_9(tmp_path: Path) -> None:
     stored = {row[0] for row in db.execute("SELECT id FROM jobs")}
     db.close()
     assert set(acknowledged) <= stored
-
-
-async def test_list_by_metadata_returns_only_matching_jobs(store: Store) -> None:
-    for job_id, source in (("a", "config"), ("b", None), ("c", "config"), ("d", "api")):
-        job = _job(job_id)
-        if source:
-            job.metadata = {"omnicron.source": source, "n": 1}
-        await store.save(job)
-    found = await store.list_by_metadata("omnicron.source", "config")
-    assert [j.id for j in found] == ["a", "c"]
-    assert await store.list_by_metadata("omnicron.source", "nothing") == []

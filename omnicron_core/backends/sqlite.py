@@ -7,22 +7,32 @@
 - The schema is versioned with ``PRAGMA user_version`` and migrated forward on open.
 - Columns ``status`` and ``next_run_at`` mirror the job JSON so "what is due" is an indexed
   range scan; the JSON (Go-compatible field names) is the record.
-- Calls run on the event loop's thread: they are short local I/O, and one connection is
-  not shared between threads.
+- Every call runs on one thread of the backend's own, with its own connection, never on the
+  event loop: a writer in another process holding the lock (``busy_timeout`` waits up to
+  10 s) stalls only this thread, and every timer of the loop stays on time.
+- Every ``sqlite3`` error leaves the backend as a :class:`StoreError`, ``transient`` for a
+  busy or locked database, permanent for a read-only, damaged, full or unopenable one, with
+  what to do next (``omnicron store check``).
 
 URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite:///:memory:``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import os
+import queue
 import sqlite3
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import msgspec
 
@@ -40,7 +50,7 @@ _US = timedelta(microseconds=1)
 #: Schema migrations, applied in order; ``PRAGMA user_version`` is the count applied.
 MIGRATIONS: tuple[str, ...] = (
     # 1: jobs keyed by id; JSON record plus indexed mirrors of status and next_run_at;
-    #    lease columns reserved for claims by several processes.
+    #    lease columns reserved for claims by several processes (never used; dropped by 4).
     """
     CREATE TABLE jobs (
         id TEXT PRIMARY KEY,
@@ -78,10 +88,52 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX runs_key ON runs (job_id, run_id);
     CREATE INDEX runs_running ON runs (seq) WHERE outcome = 'running';
     """,
+    # 4: drop the lease columns: one SQLite file serves one scheduler, whose claim is one
+    #    local write transaction (several schedulers share PostgreSQL, which keeps its
+    #    leases per run, not per job).
+    """
+    ALTER TABLE jobs DROP COLUMN lease_owner;
+    ALTER TABLE jobs DROP COLUMN lease_until;
+    """,
 )
 
 _SYNC_MODES = {"off", "normal", "full", "extra"}
 _CHUNK = 500
+
+
+T = TypeVar("T")
+
+# Result codes that mean "another connection holds the database; try again".
+_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_PROTOCOL")
+_ADVICE = {
+    "SQLITE_CORRUPT": "the file is damaged; run `omnicron store check` and restore it from a "
+    "backup or recover it (sqlite3 FILE .recover); omnicron does not modify it",
+    "SQLITE_NOTADB": "the file is not an SQLite database (or is damaged); check the store URL, "
+    "or run `omnicron store check`",
+    "SQLITE_READONLY": "the store is read-only (file or folder permissions, a read-only mount); "
+    "make the file, its folder and its -wal/-shm files writable by this user",
+    "SQLITE_FULL": "the disk is full; free space and restart",
+    "SQLITE_CANTOPEN": "the file cannot be opened (missing folder or permissions)",
+    "SQLITE_IOERR": "a disk I/O error; check the disk, then run `omnicron store check`",
+    "SQLITE_PERM": "permission denied; check the file's owner and mode",
+    "SQLITE_BUSY": "another process holds the database lock; retrying",
+    "SQLITE_LOCKED": "another connection holds the database lock; retrying",
+}
+
+
+def _store_error(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
+    """Translate one ``sqlite3`` error into a :class:`StoreError` that says what to do."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if not name and ("locked" in text or "busy" in text):
+        name = "SQLITE_BUSY"
+    transient = name.startswith(_TRANSIENT)
+    base = "_".join(name.split("_")[:2])
+    advice = _ADVICE.get(base, "")
+    message = f"sqlite store {path!r}: {doing} failed: {text}" + (f" ({name})" if name else "")
+    if advice:
+        message += f"; {advice}"
+    return StoreError(message, transient=transient)
 
 
 # A run record's row: run_id, job_id, outcome and recorded_at are columns; the rest is a
@@ -156,6 +208,65 @@ def _row(job: Job) -> tuple[str, int | None, bytes, str]:
     return (str(job.status), _ts(job.next_run_at), fast_encode(job), job.id)
 
 
+def _decode(data: bytes) -> Job:
+    try:
+        return decode_job(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        head = bytes(data[:80]).decode("utf-8", "replace")
+        raise StoreError(
+            f"a stored job is not valid job JSON ({exc}): {head!r}; run `omnicron store check`"
+        ) from None
+
+
+class _StoreThread:
+    """One thread that runs the store's calls in order. Leaner than an executor (a call costs
+    one queue put and one ``call_soon_threadsafe``), which keeps single saves fast."""
+
+    def __init__(self, name: str) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((loop, future, fn, args))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)  # the thread ends after the calls queued before
+
+    def _work(self) -> None:
+        get = self._queue.get
+        while _run_one(get()):
+            pass
+
+
+def _run_one(item: Any) -> bool:
+    """Run one queued call (in its own frame, so nothing of it outlives the call: a dropped
+    backend can be collected and its finalizer stops the thread)."""
+    if item is None:
+        return False
+    loop, future, fn, args = item
+    try:
+        result, error = fn(*args), None
+    except BaseException as exc:  # handed to the awaiting coroutine
+        result, error = None, exc
+    # a closed loop raises RuntimeError: nobody waits for the result any more
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_settle, future, result, error)
+    return True
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 class SQLiteBackend(StoreBackend):
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal") -> None:
         self.path = str(path)
@@ -167,9 +278,12 @@ class SQLiteBackend(StoreBackend):
         self.synchronous = synchronous.lower()
         self.external_writers = self.path != ":memory:"
         self._db: sqlite3.Connection | None = None
+        self._thread: _StoreThread | None = None
 
     @classmethod
     def from_url(cls, url: str, options: Mapping[str, Any]) -> SQLiteBackend:
+        if "\x00" in url:
+            raise StoreError("sqlite URL contains a NUL character")
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
             raise StoreError(
@@ -188,6 +302,20 @@ class SQLiteBackend(StoreBackend):
             raise StoreError(f"unknown sqlite option(s) {sorted(unknown)}; allowed: synchronous")
         return cls(path, synchronous=opts.get("synchronous", "normal"))
 
+    # -- the store's thread -------------------------------------------------------------
+
+    async def _call(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the store's thread; sqlite errors become StoreErrors."""
+        if self._thread is None:
+            raise StoreError("sqlite store is not open (or was closed)")
+        return await self._thread.run(self._guarded, doing, fn, args)
+
+    def _guarded(self, doing: str, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, doing) from None
+
     # -- connection ---------------------------------------------------------------------
 
     @property
@@ -196,9 +324,23 @@ class SQLiteBackend(StoreBackend):
             raise StoreError("sqlite store is not open (or was closed)")
         return self._db
 
+    async def exists(self) -> bool:
+        return self.path == ":memory:" or Path(self.path).exists()
+
     async def open(self) -> None:
-        if self._db is not None:
+        if self._thread is not None:
             return
+        self._thread = _StoreThread(f"omnicron-sqlite {self.path}")
+        # a backend dropped without close() must not leave its thread waiting forever
+        weakref.finalize(self, self._thread.stop)
+        try:
+            await self._call("opening", self._open)
+        except BaseException:
+            self._thread.stop()
+            self._thread = None
+            raise
+
+    def _open(self) -> None:
         if self.path != ":memory:":
             try:
                 create_private_file(self.path)
@@ -209,14 +351,18 @@ class SQLiteBackend(StoreBackend):
                 ) from exc
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _store_error(exc, self.path, "opening") from None
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             db.execute("PRAGMA busy_timeout=10000")
             self._db = db
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except BaseException:
             self._db = None
-            raise StoreError(f"cannot open sqlite store {self.path!r}: {exc}") from exc
+            db.close()
+            raise
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -239,14 +385,63 @@ class SQLiteBackend(StoreBackend):
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
 
     async def close(self) -> None:
+        if self._thread is None:
+            return
+        try:
+            await self._call("closing", self._close)
+        finally:
+            self._thread.stop()
+            self._thread = None
+
+    def _close(self) -> None:
         if self._db is not None:
-            self._db.close()
-            self._db = None
+            db, self._db = self._db, None
+            db.close()
+
+    # -- integrity ----------------------------------------------------------------------
+
+    async def check(self) -> builtins.list[str]:
+        """``PRAGMA integrity_check`` and a decode of every job, on a read-only connection of
+        its own: the file is never modified, and a store too damaged to open is reported."""
+        return await asyncio.to_thread(self._check)
+
+    def _check(self) -> builtins.list[str]:
+        if self.path == ":memory:":
+            return []
+        if not Path(self.path).exists():
+            return [f"no sqlite store at {self.path!r}"]
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode=ro"
+        problems: builtins.list[str] = []
+        try:
+            db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            return [_store_error(exc, self.path, "opening").message]
+        try:
+            rows = db.execute("PRAGMA integrity_check(100)").fetchall()
+            problems += [str(r[0]) for r in rows if r[0] != "ok"]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                problems.append(
+                    f"schema version {version} is newer than this omnicron ({len(MIGRATIONS)})"
+                )
+            if not problems and version:
+                for job_id, data in db.execute("SELECT id, data FROM jobs"):
+                    try:
+                        decode_job(data)
+                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                        problems.append(f"job {job_id!r}: not a valid job ({exc})")
+        except sqlite3.Error as exc:
+            name = getattr(exc, "sqlite_errorname", "") or "error"
+            problems.append(f"the integrity check could not finish: {exc} ({name})")
+        finally:
+            db.close()
+        return problems
 
     # -- records ------------------------------------------------------------------------
 
@@ -257,48 +452,70 @@ class SQLiteBackend(StoreBackend):
     )
 
     async def save(self, job: Job) -> None:
-        self.db.execute(self._UPSERT, _row(job))
+        await self._call("saving a job", self.db.execute, self._UPSERT, _row(job))
 
     async def save_many(self, jobs: Sequence[Job]) -> None:
+        rows = [_row(job) for job in jobs]
+        await self._call("saving jobs", self._save_many, rows)
+
+    def _save_many(self, rows: builtins.list[tuple[str, int | None, bytes, str]]) -> None:
         with self._tx() as db:
-            db.executemany(self._UPSERT, [_row(job) for job in jobs])
+            db.executemany(self._UPSERT, rows)
 
     async def get(self, job_id: str) -> Job | None:
+        return await self._call("reading a job", self._get, job_id)
+
+    def _get(self, job_id: str) -> Job | None:
         row = self.db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return None if row is None else decode_job(row[0])
+        return None if row is None else _decode(row[0])
 
     async def delete(self, job_id: str) -> bool:
+        return await self._call("deleting a job", self._delete, job_id)
+
+    def _delete(self, job_id: str) -> bool:
         return self.db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount > 0
+
+    def _select(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[Job]:
+        return [_decode(r[0]) for r in self.db.execute(sql, params)]
 
     async def list(self, status: JobStatus | None = None) -> builtins.list[Job]:
         if status is None:
-            rows = self.db.execute("SELECT data FROM jobs ORDER BY id")
-        else:
-            rows = self.db.execute(
-                "SELECT data FROM jobs WHERE status = ? ORDER BY id", (str(status),)
+            return await self._call(
+                "listing jobs", self._select, "SELECT data FROM jobs ORDER BY id"
             )
-        return [decode_job(r[0]) for r in rows]
+        return await self._call(
+            "listing jobs",
+            self._select,
+            "SELECT data FROM jobs WHERE status = ? ORDER BY id",
+            (str(status),),
+        )
 
     async def list_by_metadata(self, key: str, value: str) -> builtins.list[Job]:
         # JSON1 filters in SQLite: only matching rows are decoded
         if '"' in key or "\\" in key:
             raise ValueError(f"metadata key {key!r} may not contain quotes or backslashes")
         path = f'$.metadata."{key}"'
-        rows = self.db.execute(
-            "SELECT data FROM jobs WHERE json_extract(data, ?) = ? ORDER BY id", (path, value)
+        return await self._call(
+            "listing jobs",
+            self._select,
+            "SELECT data FROM jobs WHERE json_type(data, ?) = 'text' "
+            "AND json_extract(data, ?) = ? ORDER BY id",
+            (path, path, value),
         )
-        return [decode_job(r[0]) for r in rows]
 
     async def count(self, status: JobStatus | None = None) -> int:
+        return await self._call("counting jobs", self._count, status)
+
+    def _count(self, status: JobStatus | None) -> int:
         if status is None:
             return int(self.db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
-        return int(
-            self.db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE status = ?", (str(status),)
-            ).fetchone()[0]
-        )
+        sql = "SELECT COUNT(*) FROM jobs WHERE status = ?"
+        return int(self.db.execute(sql, (str(status),)).fetchone()[0])
 
     async def next_due_at(self) -> datetime | None:
+        return await self._call("reading the next fire time", self._next_due_at)
+
+    def _next_due_at(self) -> datetime | None:
         row = self.db.execute(
             "SELECT MIN(next_run_at) FROM jobs WHERE status = 'enabled'"
         ).fetchone()
@@ -315,22 +532,43 @@ class SQLiteBackend(StoreBackend):
         owner: str = "",
         runs: RunWrites | None = None,
     ) -> builtins.list[Job]:
-        with self._tx() as db:
-            rows = db.execute(
+        return await self._call("claiming due jobs", self._claim_due, _ts(now), limit, mark, runs)
+
+    def _claim_due(
+        self, now: int, limit: int, mark: Callable[[Job], Job], runs: RunWrites | None
+    ) -> builtins.list[Job]:
+        db = self.db
+        # a read (no write lock) first: most wake-ups of a quiet store find nothing due,
+        # and then leave the write lock to other processes
+        if (
+            db.execute(
+                "SELECT 1 FROM jobs WHERE status = 'enabled' AND next_run_at <= ? LIMIT 1",
+                (now,),
+            ).fetchone()
+            is None
+        ):
+            return []
+        with self._tx() as tx:
+            rows = tx.execute(
                 "SELECT data FROM jobs WHERE status = 'enabled' AND next_run_at <= ? "
                 "ORDER BY next_run_at LIMIT ?",
-                (_ts(now), limit),
+                (now, limit),
             ).fetchall()
             if not rows:
                 return []
-            jobs = [mark(decode_job(r[0])) for r in rows]
-            db.executemany(self._UPDATE, [_row(job) for job in jobs])
+            jobs = [mark(_decode(r[0])) for r in rows]
+            tx.executemany(self._UPDATE, [_row(job) for job in jobs])
             if runs is not None:
-                self._write_runs(db, runs)
+                self._write_runs(tx, runs)
         return jobs
 
     async def update_many(
         self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
+    ) -> builtins.list[Job]:
+        return await self._call("writing jobs", self._update_many, list(job_ids), patch, runs)
+
+    def _update_many(
+        self, job_ids: builtins.list[str], patch: JobPatch, runs: RunWrites | None
     ) -> builtins.list[Job]:
         out: builtins.list[Job] = []
         with self._tx() as db:
@@ -338,10 +576,10 @@ class SQLiteBackend(StoreBackend):
                 self._write_runs(db, runs)
                 return out
             for start in range(0, len(job_ids), _CHUNK):
-                chunk = list(job_ids[start : start + _CHUNK])
+                chunk = job_ids[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = db.execute(f"SELECT data FROM jobs WHERE id IN ({marks})", chunk)
-                changed = [j for j in (patch(decode_job(r[0])) for r in rows.fetchall()) if j]
+                changed = [j for j in (patch(_decode(r[0])) for r in rows.fetchall()) if j]
                 if changed:
                     db.executemany(self._UPDATE, [_row(job) for job in changed])
                     out.extend(changed)
@@ -350,15 +588,18 @@ class SQLiteBackend(StoreBackend):
         return out
 
     async def unscheduled(self, limit: int) -> builtins.list[Job]:
-        rows = self.db.execute(
+        return await self._call(
+            "reading unscheduled jobs",
+            self._select,
             "SELECT data FROM jobs WHERE status = 'enabled' AND next_run_at IS NULL LIMIT ?",
             (limit,),
         )
-        return [decode_job(r[0]) for r in rows]
 
     async def recover_running(self, *, owner: str = "") -> builtins.list[str]:
-        rows = self.db.execute("SELECT id FROM jobs WHERE status = 'running'")
-        return [r[0] for r in rows]
+        return await self._call("reading running jobs", self._recover_running)
+
+    def _recover_running(self) -> builtins.list[str]:
+        return [r[0] for r in self.db.execute("SELECT id FROM jobs WHERE status = 'running'")]
 
     # -- run history ----------------------------------------------------------------------
 
@@ -418,22 +659,33 @@ class SQLiteBackend(StoreBackend):
             args.append(str(outcome))
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(limit)
+        return await self._call("reading run history", self._runs_where, sql, args)
+
+    def _runs_where(self, sql: str, args: Sequence[Any]) -> builtins.list[RunRecord]:
         return [_decode_run(*row) for row in self.db.execute(sql, args)]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         job_id = run_id.rpartition("@")[0]  # "<job id>@<fire time>" and "<job id>@manual:..."
         if job_id:
-            row = self.db.execute(
+            found = await self._call(
+                "reading run history",
+                self._runs_where,
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE job_id = ? AND run_id = ?",
                 (job_id, run_id),
-            ).fetchone()
+            )
         else:  # a run id of another form: a scan (not on any hot path)
-            row = self.db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-        return None if row is None else _decode_run(*row)
+            found = await self._call(
+                "reading run history",
+                self._runs_where,
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                (run_id,),
+            )
+        return found[0] if found else None
 
     async def count_runs(self, job_id: str | None = None) -> int:
+        return await self._call("counting runs", self._count_runs, job_id)
+
+    def _count_runs(self, job_id: str | None) -> int:
         if job_id is None:
             row = self.db.execute("SELECT COUNT(*) FROM runs").fetchone()
         else:
@@ -443,11 +695,12 @@ class SQLiteBackend(StoreBackend):
         return int(row[0])
 
     async def running_runs(self, limit: int, *, owner: str = "") -> builtins.list[RunRecord]:
-        rows = self.db.execute(
+        return await self._call(
+            "reading running runs",
+            self._runs_where,
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE outcome = 'running' ORDER BY seq LIMIT ?",
             (limit,),
         )
-        return [_decode_run(*row) for row in rows]
 
     async def prune_runs(
         self,
@@ -456,6 +709,22 @@ class SQLiteBackend(StoreBackend):
         keep_last: int | None = None,
         older_than: datetime | None = None,
         limit: int = 1000,
+    ) -> int:
+        return await self._call(
+            "pruning run history",
+            self._prune_runs,
+            list(job_ids),
+            keep_last,
+            older_than,
+            limit,
+        )
+
+    def _prune_runs(
+        self,
+        job_ids: builtins.list[str],
+        keep_last: int | None,
+        older_than: datetime | None,
+        limit: int,
     ) -> int:
         deleted = 0
         with self._tx() as db:

@@ -133,7 +133,10 @@ def run(
 
     Syncs the config's [[jobs]] into the store (added, updated, removed by id; run state
     kept), then fires jobs. On a signal it takes no new fires, waits for running actions up to
-    scheduler.shutdown_grace, saves their state and exits 0.
+    scheduler.shutdown_grace and saves their state: exit 0 when every write succeeded, 1 when
+    some could not be saved (those jobs are recovered at the next start). A store error that
+    does not heal within scheduler.store_error_window (read-only, damaged, full) stops it
+    with exit 1.
     """
     try:
         config, errors = check(config_path, store_url=store_url)
@@ -161,6 +164,12 @@ def run(
         fail(f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         raise SystemExit(130) from None
+    if not runtime.scheduler.state_saved:
+        fail(
+            "omnicron stopped, but the run state of some finished runs could not be saved "
+            "(see store.write_failed above); those jobs stay `running` in the store and are "
+            "recovered at the next start"
+        )
     say("omnicron stopped; state saved.", err=True)
 
 
@@ -296,6 +305,84 @@ def plugins(ctx: click.Context, config_path: Path | None, as_json: bool) -> None
     if actions:
         say()
         print_table(["ACTION TYPE", "PLUGIN", "DESCRIPTION", "PARAMETERS"], sorted(actions))
+
+
+# -- store --------------------------------------------------------------------------------
+
+
+@main.group()
+def store() -> None:
+    """Inspect the configured store."""
+
+
+@store.command("check")
+@config_option
+@store_option
+@json_option
+@click.pass_context
+def store_check(
+    ctx: click.Context, config_path: Path | None, store_url: str | None, as_json: bool
+) -> None:
+    """Check the store's integrity without changing it (SQLite: PRAGMA integrity_check and a
+    decode of every job) and say what to do next. Exit status 1 when something is wrong."""
+    from .._store import make_backend
+    from ._common import load, store_source
+
+    config = load(config_path, store_url=store_url)
+    setup_logging(ctx, config)
+    url = config.scheduler.store
+    try:
+        backend = make_backend(url, config.scheduler.store_options)
+    except StoreError as exc:
+        fail(str(exc))
+
+    async def go() -> list[str] | None:
+        if not await backend.exists():
+            return None
+        try:
+            return await backend.check()
+        except StoreError as exc:
+            return [exc.message]
+        finally:
+            await backend.close()
+
+    problems = run_async(go())
+    if problems is None:
+        fail(f"store {url} ({store_source(config, store_url)}) does not exist")
+    advice = _check_advice(url) if problems else []
+    if as_json:
+        echo_json({"store": url, "ok": not problems, "problems": problems, "advice": advice})
+    elif not problems:
+        say(f"store {url}: OK")
+    else:
+        say((f"store {plain(url)}: {len(problems)} problem(s)", "bold red"), err=True)
+        for line in problems:
+            say("  ", line, err=True)
+        say("What to do next (omnicron has not changed the store):", err=True)
+        for line in advice:
+            say("  - ", line, err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+def _check_advice(url: str) -> list[str]:
+    advice = [
+        "stop `omnicron run` and any other process using the store",
+        "keep a copy of the damaged store before trying anything",
+        "restore the store from a backup if you have one",
+    ]
+    if url.lower().startswith("sqlite:"):
+        advice += [
+            "or recover what SQLite can still read into a new file: "
+            "sqlite3 DAMAGED.db .recover | sqlite3 RECOVERED.db, run `omnicron store check "
+            "--store sqlite:///RECOVERED.db`, then point scheduler.store at it",
+            "the -wal and -shm files beside the store belong to it: copy them together",
+        ]
+    advice.append(
+        "or export the jobs that still read (omnicron jobs export -o jobs.json) and import "
+        "them into a new store (omnicron jobs import --store NEW_URL jobs.json)"
+    )
+    return advice
 
 
 from ._jobs import jobs  # noqa: E402 - registers the group on main

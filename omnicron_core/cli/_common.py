@@ -192,6 +192,17 @@ def load(path: Path | None, *, store_url: str | None = None) -> Config:
         fail_config(exc)
 
 
+def store_source(config: Config, store_url: str | None) -> str:
+    """Where the store URL of ``config`` came from, for messages."""
+    if store_url:
+        return "from --store"
+    if os.environ.get("OMNICRON_STORE"):
+        return "from OMNICRON_STORE"
+    if config.source:
+        return f"from {config.source}"
+    return "the default: no config file, no --store, no OMNICRON_STORE"
+
+
 def check(path: Path | None, *, store_url: str | None = None) -> tuple[Config, list[ConfigError]]:
     """The config and every problem found in it without starting anything (as many as can be
     found at once: a section that fails to decode is checked no further, the others are)."""

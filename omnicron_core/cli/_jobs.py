@@ -48,6 +48,7 @@ from ._common import (
     say,
     setup_logging,
     store_option,
+    store_source,
 )
 
 T = TypeVar("T")
@@ -58,8 +59,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 def jobs() -> None:
     """Manage the jobs of the configured store (list, add, update, remove, ...).
 
-    Works while `omnicron run` is running on the same store; the service picks up changes
-    made here within about a second.
+    Works while `omnicron run` is running on the same store (SQLite, PostgreSQL); the service
+    picks up changes made here within about a second (scheduler external_check). A store
+    whose backend cannot take a second writer (memory://) is refused for changes. Reading
+    commands never create a store.
     """
 
 
@@ -72,7 +75,11 @@ def _with_runtime(
     config_path: Path | None,
     store_url: str | None,
     work: Callable[[Runtime], Awaitable[T]],
+    *,
+    writes: bool = True,
 ) -> T:
+    """Run ``work`` against the configured store. A read (``writes=False``) never creates
+    the store; a write is refused on a backend that declares no other writers."""
     config: Config = load(config_path, store_url=store_url)
     setup_logging(ctx, config)
     try:
@@ -82,6 +89,21 @@ def _with_runtime(
 
     async def go() -> T:
         try:
+            backend = runtime.store.backend
+            url = config.scheduler.store
+            if not writes and not await backend.exists():
+                fail(
+                    f"store {url} ({store_source(config, store_url)}) does not exist; "
+                    "nothing to read (it is created by `omnicron run` or `omnicron jobs add`; "
+                    "pass --store or -c to use another)"
+                )
+            if writes and not backend.external_writers:
+                fail(
+                    f"store {url} does not accept changes from another process (its backend "
+                    "declares no other writers), so a change made here could be lost or "
+                    "never seen by `omnicron run`; declare the job in the config's [[jobs]] "
+                    "or change it through the running scheduler (agent tools, API)"
+                )
             return await work(runtime)
         finally:
             await runtime.close()
@@ -147,7 +169,7 @@ def list_(
     async def work(rt: Runtime) -> tuple[list[Job], Runtime]:
         return await (rt.store.list_by_status(status) if status else rt.store.list()), rt
 
-    found, rt = _with_runtime(ctx, config_path, store_url, work)
+    found, rt = _with_runtime(ctx, config_path, store_url, work, writes=False)
     if as_json:
         echo_raw_json(encode_jobs(found))
         return
@@ -172,7 +194,7 @@ def show(
     async def work(rt: Runtime) -> tuple[Job, Runtime]:
         return await rt.store.get(job_id), rt
 
-    job, rt = _with_runtime(ctx, config_path, store_url, work)
+    job, rt = _with_runtime(ctx, config_path, store_url, work, writes=False)
     if as_json:
         echo_raw_json(encode_job(job))
         return
@@ -714,7 +736,7 @@ def export_(
     async def work(rt: Runtime) -> list[Job]:
         return await rt.store.list()
 
-    found = _with_runtime(ctx, config_path, store_url, work)
+    found = _with_runtime(ctx, config_path, store_url, work, writes=False)
     data = encode_jobs(found)
     if output is None:
         echo_raw_json(data)
@@ -820,7 +842,7 @@ def history(
             await rt.store.get(job_id)  # "job not found" rather than an empty history
         return records, rt
 
-    records, rt = _with_runtime(ctx, config_path, store_url, work)
+    records, rt = _with_runtime(ctx, config_path, store_url, work, writes=False)
     if as_json:
         echo_json([record_to_builtins(r) for r in records])
         return
@@ -850,7 +872,7 @@ def describe(
     async def work(rt: Runtime) -> Any:
         return await rt.scheduler.describe(job_id, fires=fires, runs=max(runs, 1)), rt
 
-    described, rt = _with_runtime(ctx, config_path, store_url, work)
+    described, rt = _with_runtime(ctx, config_path, store_url, work, writes=False)
     recent = described.recent_runs[:runs]
     if as_json:
         echo_json(

@@ -78,10 +78,7 @@ _BUSY_BACKOFF = timedelta(milliseconds=3)
 
 
 def _error(message: str, *, transient: bool) -> StoreError:
-    try:
-        return StoreError(message, transient=transient)  # type: ignore[call-arg]
-    except TypeError:  # a core without StoreError.transient
-        return StoreError(message)
+    return StoreError(message, transient=transient)
 
 
 def _encode(job: Job) -> str:
