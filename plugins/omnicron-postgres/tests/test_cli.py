@@ -166,3 +166,34 @@ async def test_agent_tools_on_two_nodes_share_one_postgres_store(pg_url: str) ->
         await b.close()
         for store in stores:  # the skill stops its scheduler; the store is the caller's
             await store.close()
+
+
+async def test_omnicron_mcp_over_stdio_uses_the_postgres_store_from_the_environment(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command=CLI[0],
+        args=[*CLI[1:], "mcp", "--timezone", "UTC", "--skill-setting", "min_interval=0"],
+        cwd=str(tmp_path),
+        env=cli_env(OMNICRON_STORE=pg_url),
+    )
+    with (tmp_path / "server.log").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as streams, ClientSession(*streams) as s:
+            await s.initialize()
+            made = await s.call_tool(
+                "cron_create",
+                {
+                    "name": "from-mcp",
+                    "schedule_interval": "1h",
+                    "action_type": "send_message",
+                    "session_id": "s",
+                    "message": "m",
+                },
+            )
+            assert not made.is_error, made.content
+    # the job is in the shared database, where any node and the CLI see it
+    listed = omnicron("jobs", "list", "--json", OMNICRON_STORE=pg_url)
+    assert [j["name"] for j in json.loads(listed.stdout)] == ["from-mcp"], listed.stderr
