@@ -45,7 +45,6 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from omnicron_core import fire_run_id
 from omnicron_core.plugin import (
     ExecutionResult,
     Job,
@@ -58,6 +57,7 @@ from omnicron_core.plugin import (
     StoreError,
     decode_job,
     encode_job,
+    fire_run_id,
     get_logger,
 )
 
