@@ -67,8 +67,11 @@ def test_passwords_come_from_the_environment_or_a_file_never_the_url(
     # no password: refused by the server, and the error says so
     denied = omnicron("jobs", "list", "--store", url)
     assert denied.returncode != 0 and "password" in denied.stderr.lower()
-    # PGPASSWORD (libpq's own variable)
-    ok = omnicron("jobs", "list", "--json", "--store", url, PGPASSWORD=password)
+    # PGPASSWORD (libpq's own variable); a write creates the store (reads never do)
+    ok = omnicron(
+        "jobs", "add", "--id", "pw", "--name", "pw", "--every", "1h",
+        "--session-id", "s", "--message", "m", "--store", url, PGPASSWORD=password,
+    )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     # a password file named in the store options of the config
     secret = tmp_path / "pg-password"
@@ -80,6 +83,7 @@ def test_passwords_come_from_the_environment_or_a_file_never_the_url(
     )
     ok = omnicron("jobs", "list", "--json", "-c", str(config))
     assert ok.returncode == 0, ok.stderr
+    assert [j["id"] for j in json.loads(ok.stdout)] == ["pw"]
     # in the URL: refused before connecting, and the password is not repeated
     with_pw = url.replace("@", f":{password}@")
     refused = omnicron("jobs", "list", "--store", with_pw)
