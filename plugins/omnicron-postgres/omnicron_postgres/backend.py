@@ -989,7 +989,7 @@ class PostgresBackend(StoreBackend):
             # the connection went down after ``mark``: the claim may have committed (its
             # COMMIT's answer was lost). Look by fire key: runs it committed start now
             # instead of waiting for their lease to run out; otherwise nothing happened
-            claimed = await self._verify_claim(attempted[0], attempted[1], lease_owner, exc)
+            claimed = await self._verify_claim(attempted[0], attempted[1], lease_owner, exc, runs)
         elapsed = time.perf_counter() - started
         st = self._stats
         st["claims_total"] += 1
@@ -1007,6 +1007,7 @@ class PostgresBackend(StoreBackend):
         fires: builtins.list[datetime],
         lease_owner: str,
         error: StoreError,
+        runs: RunWrites | None,
     ) -> builtins.list[tuple[Job, int, int, datetime]]:
         """After a claim whose outcome is unknown: the claimed runs if its transaction
         committed (their fire rows are ours and running), else ``error`` (rolled back)."""
@@ -1037,6 +1038,14 @@ class PostgresBackend(StoreBackend):
         if not got:
             raise error
         _log.warning("postgres.claim_verified", node=self.node_id, runs=len(got))
+        if runs is not None:
+            # a run marked to start whose fire is not ours (it had its row already, or was
+            # closed as skipped): the Scheduler must not start it
+            runs.rejected.update(
+                fire_run_id(job.id, at)
+                for job, at in zip(jobs, fires, strict=True)
+                if job.id not in got and _runs_fire(job, at)
+            )
         return [
             (job, *got[job.id], at) for job, at in zip(jobs, fires, strict=True) if job.id in got
         ]

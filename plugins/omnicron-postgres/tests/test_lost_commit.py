@@ -15,7 +15,16 @@ import psycopg
 import pytest
 from omnicron_postgres import PostgresBackend
 
-from omnicron_core import Action, Job, JobStatus, Schedule, StoreError, new_job
+from omnicron_core import (
+    Action,
+    Job,
+    JobStatus,
+    RunWrites,
+    Schedule,
+    StoreError,
+    fire_run_id,
+    new_job,
+)
 
 
 class CuttingProxy:
@@ -95,8 +104,16 @@ async def test_a_claim_whose_commit_answer_is_lost_is_verified_by_fire_key(
     b = PostgresBackend.from_url(url, {})
     await b.open()
     try:
-        await b.save_many([due_job("a"), due_job("b")])
+        done = due_job("x")  # its fire already ran (its row exists): not to be started
+        await b.save_many([due_job("a"), due_job("b"), done])
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO omnicron_fires (job_id, scheduled_for, state) "
+                "VALUES ('x', %s, 'succeeded')",
+                (done.next_run_at,),
+            )
         marked: list[str] = []
+        writes = RunWrites()
 
         def mark(job: Job) -> Job:
             marked.append(job.id)
@@ -104,15 +121,17 @@ async def test_a_claim_whose_commit_answer_is_lost_is_verified_by_fire_key(
             job.status = JobStatus.RUNNING
             return job
 
-        claimed = await b.claim_due(await b.now(), 10, mark, owner="n1")
+        claimed = await b.claim_due(await b.now(), 10, mark, owner="n1", runs=writes)
         assert proxy.cuts == 1
         assert sorted(j.id for j in claimed) == ["a", "b"]
-        assert sorted(marked) == ["a", "b"]  # marked once: the claim was not replayed
+        assert sorted(marked) == ["a", "b", "x"]  # marked once: the claim was not replayed
+        assert done.next_run_at is not None
+        assert writes.rejected == {fire_run_id("x", done.next_run_at)}
         with psycopg.connect(pg_url, autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT job_id, state, lease_owner FROM omnicron_fires ORDER BY job_id"
             ).fetchall()
-        assert rows == [("a", "running", "n1"), ("b", "running", "n1")]
+        assert rows == [("a", "running", "n1"), ("b", "running", "n1"), ("x", "succeeded", None)]
         assert b.stats()["leases_held"] == 2  # renewed from now on like any claimed run
     finally:
         await b.close()
