@@ -12,7 +12,12 @@ How (docs/deployment.md has the operator's view):
   ``attempt`` (the fencing token). A thread of this node with its own connection renews them
   every third of the lease (actions on the event loop cannot starve it) and heartbeats; a
   finish is written only while the row is still ``running`` with our owner and attempt, so a
-  node that lost its lease has its late finish refused.
+  node that lost its lease has its late finish refused. Runs the Scheduler starts from a
+  finish (a retry's next attempt, a buffered fire's turn) take their fire row and lease in
+  that finish's transaction.
+- **No replay after ``mark`` / ``patch``**: a transaction cut after it called the caller's
+  callback is not run again on a fresh connection (the callback's effects would double); a
+  claim whose COMMIT's answer was lost is looked up by fire key and returned if it committed.
 - **Reaper on every node** (same thread): a run whose lease expired, or whose node is known
   dead (its heartbeat is old, or its session's advisory lock is gone and the heartbeat is a
   few seconds old), is taken back: ``interrupted`` (the job moves on), or ``retrying`` with
