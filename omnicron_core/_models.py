@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, overload
 
@@ -198,8 +198,17 @@ def _json_kind(value: Any) -> str:
     return type(value).__name__
 
 
-class Job(_Base):
-    """A scheduled job and its run state."""
+class Job(_Base, gc=False):
+    """A scheduled job and its run state.
+
+    Not tracked by the garbage collector (``gc=False``): a job holds JSON data (its action's
+    params, its metadata) and value structs, none of which can refer back to it, so it is
+    never part of a reference cycle (a host that puts a job inside its own metadata would
+    make one, and that job would then be freed only with the process). Its dicts and lists
+    are still tracked. Every fire makes several job objects (the claim's, the store's
+    copies, the write-back's), and a burst of 1,000 runs in flight otherwise promotes them
+    all towards full collections over everything the process holds.
+    """
 
     id: str = ""
     name: str = ""
@@ -254,15 +263,23 @@ class Job(_Base):
     def copy(self) -> Job:
         """A deep copy: nothing in it is shared with this job (datetimes and Durations are
         immutable and may be shared)."""
-        return msgspec.structs.replace(
-            self,
-            schedule=msgspec.structs.replace(self.schedule),
-            action=_action(self.action.type, _copy_json(self.action.params)),
-            metadata=_copy_json(self.metadata),
-            buffered=None if self.buffered is None else list(self.buffered),
-            in_flight=None if self.in_flight is None else list(self.in_flight),
-            counts=None if self.counts is None else msgspec.structs.replace(self.counts),
-        )
+        # A shallow copy (C), then the mutable parts replaced: about twice as fast as
+        # ``msgspec.structs.replace`` with keywords, and it runs several times per fire.
+        job: Job = _STRUCT_COPY(self)
+        job.schedule = _STRUCT_COPY(self.schedule)
+        action = self.action
+        params = action.params
+        job.action = _action(action.type, _copy_dict(params) if params else {})
+        metadata = self.metadata
+        if metadata is not None:
+            job.metadata = _copy_dict(metadata) if metadata else {}
+        if self.buffered is not None:
+            job.buffered = list(self.buffered)
+        if self.in_flight is not None:
+            job.in_flight = list(self.in_flight)
+        if self.counts is not None:
+            job.counts = _STRUCT_COPY(self.counts)
+        return job
 
     def to_json(self) -> bytes:
         return encode_job(self)
@@ -307,6 +324,10 @@ class ExecutionResult(_Base):
         return cls(success=False, error=error, output=output)
 
 
+#: msgspec's shallow struct copy (C; ``Struct.__copy__``, which its type stubs do not name)
+_STRUCT_COPY: Callable[[Any], Any] = getattr(msgspec.Struct, "__copy__")  # noqa: B009
+
+
 @overload
 def _copy_json(value: dict[str, Any]) -> dict[str, Any]: ...
 @overload
@@ -341,6 +362,8 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _enc_hook(obj: Any) -> Any:
+    if type(obj) is Action:  # every job has one: the first test
+        return {"type": obj.type, **obj.params}
     if isinstance(obj, Duration):
         return str(obj)
     if isinstance(obj, Action):
@@ -364,10 +387,21 @@ def dec_hook(tp: type, obj: Any) -> Any:
     raise NotImplementedError(f"cannot decode {tp!r}")
 
 
+def _json_dec_hook(tp: type, obj: Any) -> Any:
+    """``dec_hook`` for JSON decoders: the object msgspec hands over is its own fresh dict,
+    so the flat action (every stored job's) takes it as its params without a copy."""
+    if tp is Action and type(obj) is dict and "params" not in obj:
+        kind = obj.pop("type", "")
+        if type(kind) is str:
+            return _action(kind, obj)
+        obj["type"] = kind  # not a str: the general path names the error
+    return dec_hook(tp, obj)
+
+
 _ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook)
-_JOB_DECODER = msgspec.json.Decoder(Job, dec_hook=dec_hook)
+_JOB_DECODER = msgspec.json.Decoder(Job, dec_hook=_json_dec_hook)
 _PLAIN_DECODER = msgspec.json.Decoder()
-_JOBS_DECODER = msgspec.json.Decoder(list[Job], dec_hook=dec_hook)
+_JOBS_DECODER = msgspec.json.Decoder(list[Job], dec_hook=_json_dec_hook)
 
 # Fields the Go original writes even when empty, in its key order.
 _ALWAYS = ("id", "name", "schedule", "action", "status", "created_at", "updated_at", "run_count")

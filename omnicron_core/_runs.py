@@ -171,7 +171,7 @@ class RunOutcome(enum.StrEnum):
         return self is not RunOutcome.RUNNING
 
 
-class RunRecord(_Base, kw_only=True):
+class RunRecord(_Base, kw_only=True, gc=False):
     """One entry of a job's run history.
 
     ``run_id`` is the record's key. For every trigger but ``manual`` it is derived from
@@ -180,6 +180,11 @@ class RunRecord(_Base, kw_only=True):
     insert of the same fire is rejected (this is what makes backfill idempotent and a
     duplicate fire checkable). Manual runs get ``<job id>@manual:<uuid>``
     (:func:`manual_run_id`): every run id starts with ``<job id>@``.
+
+    Not tracked by the garbage collector (``gc=False``): its fields are strings, datetimes,
+    ints and enum members, so it can never be part of a reference cycle, and a burst makes
+    two per fire (the scheduler's and the memory store's copy) that would otherwise drive
+    full collections over everything the process holds.
     """
 
     run_id: str

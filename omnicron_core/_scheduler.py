@@ -1275,13 +1275,14 @@ class Scheduler:
             finished: dict[str, list[tuple[_Run, ExecutionResult]]] = {}
             writes = RunWrites() if history else None
             finals: list[RunRecord] = []
-            for run, result in batch:
+            for item in batch:
+                run, result = item
                 final = final_record(run, result) if history else None
                 if final is not None and writes is not None:
                     # one write per run: an insert, or the update of its claim-time record
                     (writes.insert if run.record is None else writes.update).append(final)
                     finals.append(final)
-                finished.setdefault(run.job.id, []).append((run, result))
+                finished.setdefault(run.job.id, []).append(item)
             starts: list[_Run] = []
             done: list[RunRecord] = []
             now = self.now()

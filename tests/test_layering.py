@@ -100,10 +100,8 @@ def test_the_graph_sees_imports() -> None:
     assert "omnicron_core.cron" in GRAPH["omnicron_core._schedule"]  # a function-level import
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", [m for m in MODULES if not m.endswith("__main__")])
 def test_each_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
-    if module.endswith("__main__"):
-        pytest.skip("runs the command")
     proc = subprocess.run(
         [sys.executable, "-c", f"import {module}"],
         capture_output=True,

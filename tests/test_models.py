@@ -243,3 +243,27 @@ def test_a_bad_interval_is_located(value: object, words: str) -> None:
         Schedule(interval=value)  # type: ignore[arg-type]
     assert info.value.field == "schedule.interval"
     assert words in info.value.message
+
+
+def test_jobs_and_run_records_are_not_gc_tracked_but_their_containers_are() -> None:
+    """Job and RunRecord are gc=False (no cycle can run through them: see their docstrings);
+    the dicts and lists a job holds stay tracked, so the collector still sees them."""
+    import gc
+
+    from omnicron_core._runs import PendingFire, RunOutcome, RunRecord, RunTrigger
+
+    now = datetime.now(UTC)
+    job = Job(id="j", action=Action("send_message", session_id="s", message="m"))
+    job.metadata = {"tags": ["a"]}
+    job.in_flight = [PendingFire(at=now)]
+    record = RunRecord(
+        run_id="j@x",
+        job_id="j",
+        trigger=RunTrigger.SCHEDULE,
+        outcome=RunOutcome.SUCCEEDED,
+        scheduled_at=now,
+        recorded_at=now,
+    )
+    assert not gc.is_tracked(job) and not gc.is_tracked(job.copy())
+    assert not gc.is_tracked(record)
+    assert gc.is_tracked(job.metadata) and gc.is_tracked(job.in_flight)
