@@ -68,7 +68,7 @@ from ._plugins import (
     call_each_plugin,
     params_json_schema,
 )
-from ._runs import RunOutcome, RunRecord, RunWrites
+from ._runs import RunOutcome, RunRecord, RunWrites, fire_run_id
 from .bodies import BodyReader, UndecodableBodyError
 from .hookspecs import hookimpl, hookspec
 from .secrets import (
@@ -117,6 +117,7 @@ __all__ = [
     "describe_error",
     "encode_job",
     "find_env_refs",
+    "fire_run_id",
     "format_go_duration",
     "get_logger",
     "hookimpl",

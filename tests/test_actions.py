@@ -571,7 +571,7 @@ def test_plugin_api_exports_exactly_the_intended_names() -> None:
         "job_from_builtins", "job_to_builtins", "load_plugin_settings", "malformed_env_ref",
         "params_json_schema", "parse_go_duration", "resolve_env_refs", "BodyReader",
         "UndecodableBodyError", "SecretNotAllowedError", "describe_error", "resolve_job_env_refs", "get_logger",
-        "make_private_dirs", "RunOutcome", "RunRecord", "RunWrites",
+        "make_private_dirs", "RunOutcome", "RunRecord", "RunWrites", "fire_run_id",
     }  # fmt: skip
     for name in plugin_api.__all__:
         assert getattr(plugin_api, name) is not None, name

@@ -12,7 +12,12 @@ How (docs/deployment.md has the operator's view):
   ``attempt`` (the fencing token). A thread of this node with its own connection renews them
   every third of the lease (actions on the event loop cannot starve it) and heartbeats; a
   finish is written only while the row is still ``running`` with our owner and attempt, so a
-  node that lost its lease has its late finish refused.
+  node that lost its lease has its late finish refused. Runs the Scheduler starts from a
+  finish (a retry's next attempt, a buffered fire's turn) take their fire row and lease in
+  that finish's transaction.
+- **No replay after ``mark`` / ``patch``**: a transaction cut after it called the caller's
+  callback is not run again on a fresh connection (the callback's effects would double); a
+  claim whose COMMIT's answer was lost is looked up by fire key and returned if it committed.
 - **Reaper on every node** (same thread): a run whose lease expired, or whose node is known
   dead (its heartbeat is old, or its session's advisory lock is gone and the heartbeat is a
   few seconds old), is taken back: ``interrupted`` (the job moves on), or ``retrying`` with
@@ -57,6 +62,7 @@ from omnicron_core.plugin import (
     StoreError,
     decode_job,
     encode_job,
+    fire_run_id,
     get_logger,
 )
 
@@ -94,6 +100,17 @@ def _released(job: Job) -> Job:
             job.status = JobStatus.DISABLED
             job.next_run_at = None
     return job
+
+
+def _runs_fire(job: Job, at: datetime) -> bool:
+    """Whether the claim's ``mark`` started (or queued) the fire ``at``: the job holds it
+    (``running``, or an in-flight or buffered entry); else its policy recorded it skipped or
+    missed."""
+    if job.status == JobStatus.RUNNING:
+        return True
+    return any(e.at == at for e in job.in_flight or ()) or any(
+        e.at == at for e in job.buffered or ()
+    )
 
 
 class _Held:
@@ -156,6 +173,7 @@ class PostgresBackend(StoreBackend):
         self._stop = threading.Event()
         self._last_contact = time.monotonic()
         self._cut_off = False
+        self._lease_owner = ""  # who the claims lease runs to (the last claim's owner)
         self._stats: dict[str, float] = {
             "claims_total": 0,
             "claimed_fires_total": 0,
@@ -298,10 +316,13 @@ class PostgresBackend(StoreBackend):
         work: Callable[[psycopg.AsyncConnection[TupleRow]], Awaitable[_T]],
         *,
         atomic: bool = True,
+        replayable: Callable[[], bool] | None = None,
     ) -> _T:
         """Run ``work`` in one transaction (``atomic=False``: ``work`` runs one statement,
         which is its own transaction); a lost connection (restart, terminated session) is
-        retried on a fresh one, as the transaction rolled back."""
+        retried on a fresh one, as the transaction rolled back, unless ``replayable`` says
+        ``work`` can no longer run again (it called the caller's ``mark`` / ``patch``, whose
+        effects on the caller would then happen twice): then the error is raised."""
         attempts = self.settings.pool_size + 2
         for attempt in range(attempts):
             try:
@@ -314,7 +335,7 @@ class PostgresBackend(StoreBackend):
                 raise
             except psycopg.OperationalError as exc:
                 self._stats["reconnects_total"] += 1
-                if attempt == attempts - 1:
+                if attempt == attempts - 1 or (replayable is not None and not replayable()):
                     raise self._fail(what, exc) from None
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
             except psycopg.Error as exc:
@@ -590,9 +611,27 @@ class PostgresBackend(StoreBackend):
                 fire_ids.append(fire_id)
                 states.append("retrying" if retry else "interrupted")
                 errors.append(why)
-                if job is None or job.status != JobStatus.RUNNING:
+                if job is None:
+                    continue
+                if job.status != JobStatus.RUNNING:
+                    # overlap policies other than skip: the job stays enabled while its runs
+                    # go; free the slot the dead run held, and retry its fire if asked
+                    left = [e for e in job.in_flight or () if e.at != scheduled_for]
+                    if len(left) == len(job.in_flight or ()):
+                        continue
+                    job.in_flight = left or None
+                    job.last_error = f"interrupted: {why}"
+                    if (
+                        retry
+                        and job.status == JobStatus.ENABLED
+                        and (job.next_run_at is None or scheduled_for < job.next_run_at)
+                    ):
+                        job.next_run_at = scheduled_for
+                        job.next_fire_at = None
+                    changed.append(job)
                     continue
                 job.last_error = f"interrupted: {why}"
+                job.in_flight = [e for e in job.in_flight or () if e.at != scheduled_for] or None
                 if retry:
                     job.status = JobStatus.ENABLED
                     job.next_run_at = scheduled_for
@@ -888,6 +927,7 @@ class PostgresBackend(StoreBackend):
         if not self._claiming_allowed():
             return []
         lease_owner = self.node_id if self._fixed_node_id else (owner or self.node_id)
+        self._lease_owner = lease_owner
         started = time.perf_counter()
 
         async def work(
@@ -900,9 +940,11 @@ class PostgresBackend(StoreBackend):
                 return []
             jobs: builtins.list[Job] = []
             fires: builtins.list[datetime] = []
+            attempted[:] = [jobs, fires]
             for _id, data, next_run_at in rows:
                 job = decode_job(data)
-                fires.append(job.next_run_at or next_run_at)
+                # the nominal fire time (jitter moves next_run_at later): the run answers it
+                fires.append(job.next_fire_at or job.next_run_at or next_run_at)
                 jobs.append(mark(job))
             # one statement records the fires and writes the jobs back
             cur = await conn.execute(
@@ -918,19 +960,41 @@ class PostgresBackend(StoreBackend):
             got = {r[1]: (int(r[0]), int(r[2])) for r in await cur.fetchall()}
             out: builtins.list[tuple[Job, int, int, datetime]] = []
             released: builtins.list[Job] = []
+            decided: builtins.list[int] = []
             for job, fire_at in zip(jobs, fires, strict=True):
                 fire = got.get(job.id)
                 if fire is None:
                     # this fire already has its row: move the job on, do not run it
                     released.append(_released(job))
-                else:
+                    if runs is not None:  # the Scheduler does not start a rejected run
+                        runs.rejected.add(fire_run_id(job.id, fire_at))
+                elif _runs_fire(job, fire_at):
                     out.append((job, fire[0], fire[1], fire_at))
+                else:
+                    # the policy recorded this fire skipped or missed: nothing to lease
+                    decided.append(fire[0])
+                    out.append((job, 0, 0, fire_at))
             if released:
                 await conn.execute(_UPDATE_JOBS, _job_columns(released))
+            if decided:
+                await conn.execute(
+                    "UPDATE omnicron_fires SET state = 'skipped', finished_at = now(), "
+                    "lease_owner = NULL, lease_until = NULL WHERE id = ANY(%s)",
+                    (decided,),
+                )
             await self._write_history(conn, runs)
             return out
 
-        claimed = await self._tx("claim", work)
+        attempted: builtins.list[Any] = []  # [jobs, fire times] once mark was called
+        try:
+            claimed = await self._tx("claim", work, replayable=lambda: not attempted)
+        except StoreError as exc:
+            if not attempted:
+                raise
+            # the connection went down after ``mark``: the claim may have committed (its
+            # COMMIT's answer was lost). Look by fire key: runs it committed start now
+            # instead of waiting for their lease to run out; otherwise nothing happened
+            claimed = await self._verify_claim(attempted[0], attempted[1], lease_owner, exc, runs)
         elapsed = time.perf_counter() - started
         st = self._stats
         st["claims_total"] += 1
@@ -938,8 +1002,58 @@ class PostgresBackend(StoreBackend):
         st["claim_latency_seconds"] = elapsed
         st["claimed_fires_total"] += len(claimed)
         for job, fire_id, attempt, fire_at in claimed:
-            self._held.add((job.id, fire_at), fire_id, attempt, lease_owner)
+            if fire_id:
+                self._held.add((job.id, fire_at), fire_id, attempt, lease_owner)
         return [job for job, _, _, _ in claimed]
+
+    async def _verify_claim(
+        self,
+        jobs: builtins.list[Job],
+        fires: builtins.list[datetime],
+        lease_owner: str,
+        error: StoreError,
+        runs: RunWrites | None,
+    ) -> builtins.list[tuple[Job, int, int, datetime]]:
+        """After a claim whose outcome is unknown: the claimed runs if its transaction
+        committed (their fire rows are ours and running), else ``error`` (rolled back)."""
+        if not jobs:
+            raise error
+
+        async def work(conn: psycopg.AsyncConnection[TupleRow]) -> builtins.list[TupleRow]:
+            cur = await conn.execute(
+                "SELECT f.id, f.job_id, f.attempt FROM omnicron_fires f "
+                "JOIN unnest(%b::text[], %b::timestamptz[]) AS u(job_id, fire) "
+                "ON f.job_id = u.job_id AND f.scheduled_for = u.fire "
+                "WHERE f.state = 'running' AND f.lease_owner = %s",
+                ([j.id for j in jobs], fires, lease_owner),
+            )
+            return await cur.fetchall()
+
+        try:
+            rows = await self._tx("verify claim", work)
+        except StoreError:
+            _log.error(
+                "postgres.claim_unknown",
+                node=self.node_id,
+                jobs=len(jobs),
+                hint="if the claim committed, its runs return when their lease runs out",
+            )
+            raise error from None
+        got = {r[1]: (int(r[0]), int(r[2])) for r in rows}
+        if not got:
+            raise error
+        _log.warning("postgres.claim_verified", node=self.node_id, runs=len(got))
+        if runs is not None:
+            # a run marked to start whose fire is not ours (it had its row already, or was
+            # closed as skipped): the Scheduler must not start it
+            runs.rejected.update(
+                fire_run_id(job.id, at)
+                for job, at in zip(jobs, fires, strict=True)
+                if job.id not in got and _runs_fire(job, at)
+            )
+        return [
+            (job, *got[job.id], at) for job, at in zip(jobs, fires, strict=True) if job.id in got
+        ]
 
     async def finish_runs(
         self,
@@ -962,10 +1076,32 @@ class PostgresBackend(StoreBackend):
                 if held is not None and at is not None:
                     fenced.append((job_id, (job_id, at), held, result))
 
+        # runs the finish starts (a buffered fire's turn, a retry): the in-flight entries the
+        # patch adds; each gets its fire row and lease in this transaction, like a claim's
+        started: builtins.list[tuple[str, datetime, int]] = []
+
+        def tracked(cur: Job) -> Job | None:
+            patched.append(True)
+            before = {(e.at, e.attempt) for e in cur.in_flight or ()}
+            out = patch(cur)
+            if out is not None:
+                started.extend(
+                    (out.id, e.at, e.attempt)
+                    for e in out.in_flight or ()
+                    if (e.at, e.attempt) not in before
+                )
+            return out
+
+        lease_owner = self._lease_owner or self.node_id or default_node_id()
+        patched: builtins.list[bool] = []  # the patch ran: no replay (its effects would double)
+        leased: builtins.list[tuple[str, datetime, int, int]] = []
+
         async def work(
             conn: psycopg.AsyncConnection[TupleRow],
         ) -> tuple[builtins.list[Job], set[str]]:
             refused: set[str] = set()
+            started.clear()
+            leased.clear()
             # A finish need not wait for its WAL flush: if the database crashes before the
             # flush, the run stays `running` and its lease returns it (interrupted); nothing
             # runs twice. The claim, which decides what runs, always waits.
@@ -987,13 +1123,41 @@ class PostgresBackend(StoreBackend):
                 # a job is refused when none of its finished runs still held its lease
                 refused = {job_id for job_id, _, _, _ in fenced} - ok
             todo = [job_id for job_id in job_ids if job_id not in refused]
-            written = await self._patch_jobs(conn, todo, patch, notify=False)
+            written = await self._patch_jobs(conn, todo, tracked, notify=False)
+            if started:
+                cur = await conn.execute(
+                    _LEASE_STARTS,
+                    (
+                        lease_owner,
+                        self.settings.lease,
+                        [j for j, _, _ in started],
+                        [at for _, at, _ in started],
+                    ),
+                )
+                got = {(r[1], r[2]): (int(r[0]), int(r[3])) for r in await cur.fetchall()}
+                for job_id, at, attempt in started:
+                    row = got.get((job_id, at))
+                    if row is None:
+                        # that fire is held or done elsewhere: the Scheduler must not start it
+                        if runs is not None:
+                            runs.rejected.add(fire_run_id(job_id, at, attempt))
+                        _log.error(
+                            "postgres.start_refused",
+                            node=self.node_id,
+                            job_id=job_id,
+                            fire=at.isoformat(),
+                            reason="the fire is running on another node or already done",
+                        )
+                    else:
+                        leased.append((job_id, at, row[0], row[1]))
             await self._write_history(conn, runs)
             return written, refused
 
-        written, refused = await self._tx("finish", work)
+        written, refused = await self._tx("finish", work, replayable=lambda: not patched)
         for _, key, _, _ in fenced:
             self._held.pop(key)
+        for job_id, at, fire_id, attempt in leased:
+            self._held.add((job_id, at), fire_id, attempt, lease_owner)
         if refused:
             self._stats["finishes_refused_total"] += len(refused)
             _log.error(
@@ -1074,18 +1238,24 @@ class PostgresBackend(StoreBackend):
     async def update_many(
         self, job_ids: Sequence[str], patch: JobPatch, *, runs: RunWrites | None = None
     ) -> builtins.list[Job]:
+        patched: builtins.list[bool] = []
+
+        def tracked(cur: Job) -> Job | None:
+            patched.append(True)
+            return patch(cur)
+
         async def work(conn: psycopg.AsyncConnection[TupleRow]) -> builtins.list[Job]:
-            written = await self._patch_jobs(conn, job_ids, patch, notify=True)
+            written = await self._patch_jobs(conn, job_ids, tracked, notify=True)
             await self._write_history(conn, runs)
             return written
 
-        return await self._tx("update", work)
+        return await self._tx("update", work, replayable=lambda: not patched)
 
     async def _patch_jobs(
         self,
         conn: psycopg.AsyncConnection[TupleRow],
         job_ids: Sequence[str],
-        patch: JobPatch,
+        patch: Callable[[Job], Job | None],
         *,
         notify: bool,
     ) -> builtins.list[Job]:
@@ -1160,6 +1330,22 @@ _INSERT_FIRES = (
     "lease_until = EXCLUDED.lease_until, started_at = now(), finished_at = NULL, error = '' "
     "WHERE f.state = 'retrying' "
     "RETURNING f.id, f.job_id, f.attempt"
+)
+
+# Runs a finish starts (a buffered fire's turn, a retry's next attempt): the fire's row is
+# taken with a new fencing token when it is not in flight elsewhere and not done (a retry
+# follows its own failed attempt; a buffered fire's row may be ours from its claim).
+_LEASE_STARTS = (
+    "INSERT INTO omnicron_fires AS f (job_id, scheduled_for, state, attempt, lease_owner, "
+    "lease_until) "
+    "SELECT u.job_id, u.fire, 'running', 1, %s, now() + %s * interval '1 second' "
+    "FROM unnest(%b::text[], %b::timestamptz[]) AS u(job_id, fire) "
+    "ON CONFLICT ON CONSTRAINT omnicron_fires_fire DO UPDATE SET state = 'running', "
+    "attempt = f.attempt + 1, lease_owner = EXCLUDED.lease_owner, "
+    "lease_until = EXCLUDED.lease_until, started_at = now(), finished_at = NULL, error = '' "
+    "WHERE f.state IN ('failed', 'retrying') "
+    "OR (f.state = 'running' AND f.lease_owner = EXCLUDED.lease_owner) "
+    "RETURNING f.id, f.job_id, f.scheduled_for, f.attempt"
 )
 
 _FINISH_FIRES = (

@@ -372,6 +372,42 @@ async def test_retry_interrupted_runs_the_same_fire_again_with_a_new_token(
 # -- clock, notifications, cut-off ------------------------------------------------------------
 
 
+async def test_fires_send_no_notification_and_changes_send_one(
+    make: Callable[..., Any], pg_url: str
+) -> None:
+    b = await make()
+    listener = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+    async with listener:
+        await listener.execute(f'LISTEN "{b._channel}"')
+        notes: list[str] = []
+
+        async def drain() -> None:
+            # a round trip delivers whatever arrived before it
+            await listener.execute("SELECT 1")
+            gen = listener.notifies(timeout=0.3)
+            notes.extend([n.payload async for n in gen])
+
+        await b.save_many([job(f"f{i}", cron="* * * * * *") for i in range(20)])
+        await drain()
+        assert len(notes) == 1  # one change (due soon): one notification, not one per job
+        notes.clear()
+        for _ in range(3):  # claim and finish every job's fire: no notification
+            claimed = await b.claim_due(await b.now() + timedelta(seconds=2), 100, running)
+            results = {j.id: [fired(None)] for j in claimed}
+
+            def back(cur: Job) -> Job:
+                cur.status = JobStatus.ENABLED
+                cur.next_run_at = datetime.now(UTC) + timedelta(seconds=1)
+                return cur
+
+            await b.finish_runs([j.id for j in claimed], back, results)
+        await drain()
+        assert notes == []
+        await b.update_many(["f0"], back)  # a change again (due within the horizon)
+        await drain()
+        assert len(notes) == 1
+
+
 async def test_now_is_the_database_clock(make: Callable[..., Any]) -> None:
     b = await make()
     mine = await b.now()

@@ -67,25 +67,12 @@ def test_passwords_come_from_the_environment_or_a_file_never_the_url(
     # no password: refused by the server, and the error says so
     denied = omnicron("jobs", "list", "--store", url)
     assert denied.returncode != 0 and "password" in denied.stderr.lower()
-    # PGPASSWORD (libpq's own variable); a write creates the schema (reads never do)
-    added = omnicron(
-        "jobs",
-        "add",
-        "--store",
-        url,
-        "--id",
-        "pw",
-        "--name",
-        "pw",
-        "--every",
-        "1h",
-        "--session-id",
-        "s",
-        "--message",
-        "m",
-        PGPASSWORD=password,
-    )
-    assert added.returncode == 0, added.stderr
+    # PGPASSWORD (libpq's own variable); a write creates the store (reads never do)
+    ok = omnicron(
+        "jobs", "add", "--id", "pw", "--name", "pw", "--every", "1h",
+        "--session-id", "s", "--message", "m", "--store", url, PGPASSWORD=password,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
     # a password file named in the store options of the config
     secret = tmp_path / "pg-password"
     secret.write_text(password + "\n")
@@ -96,7 +83,7 @@ def test_passwords_come_from_the_environment_or_a_file_never_the_url(
     )
     ok = omnicron("jobs", "list", "--json", "-c", str(config))
     assert ok.returncode == 0, ok.stderr
-    assert [job["id"] for job in json.loads(ok.stdout)] == ["pw"]
+    assert [j["id"] for j in json.loads(ok.stdout)] == ["pw"]
     # in the URL: refused before connecting, and the password is not repeated
     with_pw = url.replace("@", f":{password}@")
     refused = omnicron("jobs", "list", "--store", with_pw)
@@ -183,3 +170,34 @@ async def test_agent_tools_on_two_nodes_share_one_postgres_store(pg_url: str) ->
         await b.close()
         for store in stores:  # the skill stops its scheduler; the store is the caller's
             await store.close()
+
+
+async def test_omnicron_mcp_over_stdio_uses_the_postgres_store_from_the_environment(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from mcp.client.session import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command=CLI[0],
+        args=[*CLI[1:], "mcp", "--timezone", "UTC", "--skill-setting", "min_interval=0"],
+        cwd=str(tmp_path),
+        env=cli_env(OMNICRON_STORE=pg_url),
+    )
+    with (tmp_path / "server.log").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as streams, ClientSession(*streams) as s:
+            await s.initialize()
+            made = await s.call_tool(
+                "cron_create",
+                {
+                    "name": "from-mcp",
+                    "schedule_interval": "1h",
+                    "action_type": "send_message",
+                    "session_id": "s",
+                    "message": "m",
+                },
+            )
+            assert not made.is_error, made.content
+    # the job is in the shared database, where any node and the CLI see it
+    listed = omnicron("jobs", "list", "--json", OMNICRON_STORE=pg_url)
+    assert [j["name"] for j in json.loads(listed.stdout)] == ["from-mcp"], listed.stderr

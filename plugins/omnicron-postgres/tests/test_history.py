@@ -1,17 +1,16 @@
 """Run history in PostgreSQL: a Scheduler on the store records each run; records are keyed by
-(job, run id), read newest first, pruned, and a reaped run's record says interrupted."""
+(job, run id), read newest first, pruned, and a reaped run's record says interrupted. (The
+kit's history cases run in test_contract.py, with the rest of the store contract.)"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-import pytest
 from omnicron_postgres import PostgresBackend
-from omnicron_postgres.testing import TempPostgres
 
 from omnicron_core import (
     Action,
@@ -29,7 +28,6 @@ from omnicron_core import (
     StoreConfig,
     new_job,
 )
-from omnicron_core.testing_history import RunHistoryContract
 
 
 def record(job_id: str, at: datetime, outcome: RunOutcome, **kw: Any) -> RunRecord:
@@ -154,32 +152,3 @@ async def test_a_reaped_run_is_recorded_interrupted(pg_url: str) -> None:
     finally:
         await a.close()
         await b.close()
-
-
-class _Target:
-    """A fresh schema of the session's server, as the history kit wants it."""
-
-    persistent = True
-
-    def __init__(self, url: str, schema: str) -> None:
-        self.url, self.schema = url, schema
-
-    def make(self) -> PostgresBackend:
-        return PostgresBackend.from_url(self.url, {"schema": self.schema})
-
-
-class TestPostgresHistoryContract(RunHistoryContract):
-    @pytest.fixture
-    def store_target(self, pg_server: TempPostgres, pg_schema: str) -> _Target:
-        return _Target(pg_server.url, pg_schema)
-
-    def run(self, target: _Target, scenario: Callable[[Any], Awaitable[None]]) -> None:
-        async def go() -> None:
-            backend = target.make()
-            await backend.open()
-            try:
-                await scenario(backend)
-            finally:
-                await backend.close()
-
-        asyncio.run(go())
