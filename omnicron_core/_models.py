@@ -242,10 +242,8 @@ class Job(_Base, gc=False):
     #: The fires whose runs hold the job now (one while ``status`` is ``running``; under an
     #: overlap policy other than ``skip`` the job stays ``enabled`` and holds up to
     #: ``policy.concurrency``). A crash leaves them here, so start-up recovery records them
-    #: ``interrupted``. A tuple (immutable, shared between copies; the collector stops
-    #: tracking a tuple of values, so the ~1,000 runs of a burst do not each hold a tracked
-    #: container).
-    in_flight: tuple[PendingFire, ...] | None = None
+    #: ``interrupted``.
+    in_flight: list[PendingFire] | None = None
     #: Fires waiting for the run in flight (``buffer_one``/``buffer_all``, catch-up ``all``).
     buffered: list[PendingFire] | None = None
     #: Totals of the run history (they survive its pruning).
@@ -277,6 +275,8 @@ class Job(_Base, gc=False):
             job.metadata = _copy_dict(metadata) if metadata else {}
         if self.buffered is not None:
             job.buffered = list(self.buffered)
+        if self.in_flight is not None:
+            job.in_flight = list(self.in_flight)
         if self.counts is not None:
             job.counts = _STRUCT_COPY(self.counts)
         return job

@@ -892,7 +892,7 @@ class Scheduler:
                 nxt = after(job, fire) if job.is_recurring() else None
                 if (nxt is None or nxt > now) and (grace is None or now - fire <= grace):
                     job.status = JobStatus.RUNNING
-                    job.in_flight = (PendingFire(at=fire),)
+                    job.in_flight = [PendingFire(at=fire)]
                     counts = job.counts
                     if counts is None:
                         counts = job.counts = RunCounts()
@@ -1029,10 +1029,10 @@ class Scheduler:
         record = None
         if policy is None or policy.overlap == Overlap.SKIP:
             job.status = JobStatus.RUNNING
-            job.in_flight = (entry,)
+            job.in_flight = [entry]
             holds = "status"
         else:
-            job.in_flight = (*(job.in_flight or ()), entry)
+            job.in_flight = [*(job.in_flight or ()), entry]
             holds = "active"
             if writes is not None:
                 record = self._new_record(job.id, trigger, RunOutcome.RUNNING, at, now)
@@ -1140,7 +1140,7 @@ class Scheduler:
         else:
             if entries:  # not found (the stored job was replaced meanwhile): free one slot
                 entries.pop()
-        cur.in_flight = tuple(entries) or None
+        cur.in_flight = entries or None
 
     def _retry_delay(self, job: Job, run: _Run) -> float | None:
         """Seconds until the next attempt of a failed run, or None when none is left."""
@@ -1223,12 +1223,12 @@ class Scheduler:
                     due = now + timedelta(seconds=delay)
                     if run.holds:  # the next attempt holds the slot in its place
                         self._drop_in_flight(cur, run)
-                        cur.in_flight = (
+                        cur.in_flight = [
                             *(cur.in_flight or ()),
                             PendingFire(
                                 at=run.scheduled_at, trigger=RunTrigger.RETRY, attempt=attempt
                             ),
-                        )
+                        ]
                     record = None
                     if writes is not None and run.holds != "status":
                         record = self._new_record(

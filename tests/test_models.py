@@ -255,7 +255,7 @@ def test_jobs_and_run_records_are_not_gc_tracked_but_their_containers_are() -> N
     now = datetime.now(UTC)
     job = Job(id="j", action=Action("send_message", session_id="s", message="m"))
     job.metadata = {"tags": ["a"]}
-    job.in_flight = (PendingFire(at=now),)
+    job.in_flight = [PendingFire(at=now)]
     record = RunRecord(
         run_id="j@x",
         job_id="j",
@@ -266,4 +266,4 @@ def test_jobs_and_run_records_are_not_gc_tracked_but_their_containers_are() -> N
     )
     assert not gc.is_tracked(job) and not gc.is_tracked(job.copy())
     assert not gc.is_tracked(record)
-    assert gc.is_tracked(job.metadata)
+    assert gc.is_tracked(job.metadata) and gc.is_tracked(job.in_flight)
