@@ -61,22 +61,6 @@ def test_next_errors(args: list[str], words: str) -> None:
     assert words in proc.stderr
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    (tmp_path / "omnicron.toml").write_text(
-        f"""
-[scheduler]
-store = "sqlite:///{tmp_path / "jobs.db"}"
-timezone = "UTC"
-
-[plugins.send_message]
-transport = "jsonl"
-path = "{tmp_path / "messages.jsonl"}"
-"""
-    )
-    return tmp_path
-
-
 def test_jobs_round_trip(project: Path) -> None:
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return omnicron("jobs", *args, cwd=project, stdin=stdin)  # finds ./omnicron.toml

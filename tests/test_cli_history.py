@@ -19,22 +19,6 @@ JOB = {
 }
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    (tmp_path / "omnicron.toml").write_text(
-        f"""
-[scheduler]
-store = "sqlite:///{tmp_path / "jobs.db"}"
-timezone = "UTC"
-
-[plugins.send_message]
-transport = "jsonl"
-path = "{tmp_path / "messages.jsonl"}"
-"""
-    )
-    return tmp_path
-
-
 def ok(*args: str, cwd: Path, stdin: str | None = None) -> str:
     proc = omnicron(*args, cwd=cwd, stdin=stdin)
     assert proc.returncode == 0, proc.stderr

@@ -20,13 +20,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLI", "Cluster", "TempPostgres", "cli_env", "find_bindir"]
+__all__ = ["CLI", "Cluster", "Receiver", "TempPostgres", "cli_env", "find_bindir"]
 
 _DEFAULT_BINDIR = "/usr/lib/postgresql/15/bin"
 
@@ -296,3 +297,36 @@ path = "{self.dir / f"sink-{node}-{generation}.jsonl"}"
         while not cond():
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.2)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 recording each request's Idempotency-Key and answering
+    after ``delay`` seconds (so runs stay in flight); ``close()`` stops it."""
+
+    def __init__(self, delay: float) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.keys: list[str] = []
+        self.delay = delay
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.keys.append(self.headers.get("Idempotency-Key", ""))
+                time.sleep(receiver.delay)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

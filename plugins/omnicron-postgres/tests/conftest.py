@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from omnicron_postgres.testing import Cluster, TempPostgres
+from omnicron_postgres.testing import Cluster, Receiver, TempPostgres
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +43,13 @@ def cluster(tmp_path: Path, pg_url: str) -> Iterator[Cluster]:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def slow_receiver() -> Iterator[Receiver]:
+    """A webhook receiver that answers after 4 s: its runs are always in flight."""
+    made = Receiver(delay=4.0)
+    try:
+        yield made
+    finally:
+        made.close()

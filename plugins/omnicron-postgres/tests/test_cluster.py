@@ -5,52 +5,16 @@ killed node had in flight, and the survivors take over without waiting for the l
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
-from omnicron_postgres.testing import Cluster
+from omnicron_postgres.testing import Cluster, Receiver
 
 JOBS_1S = 100  # cron every second
 JOBS_2S = 100  # cron every two seconds
 SLOW_JOBS = 12  # webhooks every 5 s to a receiver that answers after 4 s: always in flight
 LEASE = 30.0
-
-
-class SlowReceiver:
-    """A local HTTP server recording each request's Idempotency-Key, answering after 4 s."""
-
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.keys.append(self.headers.get("Idempotency-Key", ""))
-                time.sleep(4)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def receiver() -> Iterator[SlowReceiver]:
-    made = SlowReceiver()
-    yield made
-    made.server.shutdown()
 
 
 def fire_times(start: datetime, end: datetime, period: int) -> list[datetime]:
@@ -65,7 +29,7 @@ def fire_times(start: datetime, end: datetime, period: int) -> list[datetime]:
 
 
 def test_three_nodes_kill_one_restart_it_every_fire_once(
-    cluster: Cluster, receiver: SlowReceiver
+    cluster: Cluster, slow_receiver: Receiver
 ) -> None:
     cluster.options = {"lease": LEASE, "heartbeat": 1}
     cluster.extra_config = """
@@ -87,7 +51,7 @@ timeout = 20
             "id": f"slow{i:02}",
             "name": f"slow{i:02}",
             "schedule": {"cron": "*/5 * * * * *"},
-            "action": {"type": "call_webhook", "webhook_url": receiver.url},
+            "action": {"type": "call_webhook", "webhook_url": slow_receiver.url},
         }
         for i in range(SLOW_JOBS)
     ]
@@ -133,7 +97,7 @@ timeout = 20
     count = Counter((job_id, fire) for job_id, fire, _ in runs)
     duplicates = {key: n for key, n in count.items() if n > 1}
     assert duplicates == {}, f"{len(duplicates)} fires ran more than once"
-    hooks = Counter(receiver.keys)
+    hooks = Counter(slow_receiver.keys)
     assert len(hooks) > 0 and max(hooks.values()) == 1, "a webhook fire was delivered twice"
 
     # the runs the killed node had in flight were taken back by a survivor

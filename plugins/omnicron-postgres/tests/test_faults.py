@@ -8,50 +8,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-from omnicron_postgres.testing import CLI, Cluster, TempPostgres, cli_env
-
-
-class Receiver:
-    """A local HTTP server recording Idempotency-Keys; answers after ``delay`` seconds."""
-
-    def __init__(self, delay: float) -> None:
-        self.keys: list[str] = []
-        self.delay = delay
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.keys.append(self.headers.get("Idempotency-Key", ""))
-                time.sleep(receiver.delay)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def slow_receiver() -> Iterator[Receiver]:
-    made = Receiver(delay=4.0)
-    yield made
-    made.server.shutdown()
-
+from omnicron_postgres.testing import CLI, Cluster, Receiver, TempPostgres, cli_env
 
 WEBHOOK_CONFIG = """
 [plugins.webhook]
