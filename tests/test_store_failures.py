@@ -180,8 +180,12 @@ def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
 
 @pytest.fixture
 def readonly_dir() -> Iterator[tuple[Path, list[str]]]:
-    """A folder anyone may write in, and how to run a command that cannot write the store
-    (as ``nobody`` when this is root, since root ignores file modes)."""
+    """A folder anyone may write in, and how to run a command that cannot write the store.
+
+    Root ignores file modes through CAP_DAC_OVERRIDE, so as root the command runs still as root
+    but with CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped from its bounding set: a 0444
+    file is then read-only to it, while the checkout (owned by root, perhaps in a 0700 folder
+    such as one made by ``mktemp -d``) stays readable, which it would not be to ``nobody``."""
     folder = Path(tempfile.mkdtemp(prefix="omnicron-ro-", dir="/tmp"))
     folder.chmod(0o777)
     user: list[str] = []
@@ -189,7 +193,7 @@ def readonly_dir() -> Iterator[tuple[Path, list[str]]]:
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("running as root without setpriv: cannot make a read-only store")
-        user = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        user = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
     try:
         yield folder, user
     finally:
